@@ -1,0 +1,3 @@
+from dtfcli.cli import main
+
+main()

@@ -1,0 +1,42 @@
+"""The `dtf` command line. Parses arguments, calls the engine, prints; no model math here."""
+
+from __future__ import annotations
+
+import typer
+
+from dtfcli import __version__
+from dtfcli.cli._common import console, fail, run_guarded
+from dtfcli.cli.data import app as data_app
+from dtfcli.cli.models import models_command
+
+app = typer.Typer(
+    name="dtf",
+    help="Video classification with Dynamic Temporal Filtering (DTF-Net, DTF-Transformer).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"dtf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """dtf: classify, evaluate, train, export and inspect DTF video models."""
+
+
+app.command("models")(models_command)
+app.add_typer(data_app, name="data")
+
+
+def main() -> None:
+    run_guarded(app)
+
+
+__all__ = ["app", "main", "fail"]

@@ -1,0 +1,1 @@
+"""`dtf models`: the registry as a table."""

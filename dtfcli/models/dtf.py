@@ -1,0 +1,188 @@
+"""The Dynamic Temporal Filter (DTF) block, Long et al., ECCV 2022, sections 3.2-3.3.
+
+Input F: (B, C, T, H, W). With M = T // 2 + 1 frequency bins:
+
+1. frame-wise aggregation: Y, F_cor = FA(F)                       (eq. 6-8)
+2. spectrum:  S = rFFT_T(Y), orthonormal, (B, C, M, H, W) complex    (eq. 1)
+3. filter:    S_i = W_g . flatten(concat(Y, F_cor) over (C + k^2) x T) at every location,
+              C/G x M complex values; S_c[c] = S_i[c // G] (channel expansion)   (sec. 3.2)
+4. modulate:  S' = S * S_c                                           (eq. 4)
+5. released code, not in the paper: complex C x C channel mixing, batch norm over the
+   real and imaginary parts (no affine), and a per-channel scale alpha initialised to
+   zero, so that a new block is the identity.
+6. f' = inverse rFFT (n = T, orthonormal); output = F + f' + bias    (eq. 5; residual on F)
+
+The spectral path (2-6) runs in float32 even under autocast: cuFFT takes half precision
+only for power-of-two lengths and bfloat16 not at all.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from dtfcli.models.aggregation import FrameAggregation
+
+
+def num_bins(num_frames: int) -> int:
+    """Frequency bins of the real FFT of a length-T signal: floor(T/2) + 1."""
+    return num_frames // 2 + 1
+
+
+class SpectralChannelMixing(nn.Module):
+    """A complex C x C linear map over channels, applied as one real (2C x 2C) matmul.
+
+    ``complex_weight[o, i] = (re, im)``; for a spectrum stacked as [real; imag] along the
+    channel axis, [[Wr, -Wi], [Wi, Wr]] gives exactly the complex product, so the matmul
+    does the 4 real multiply-adds of each complex one (and FLOP counters see them all).
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.complex_weight = nn.Parameter(torch.randn(channels, channels, 2) * 0.02)
+
+    def real_matrix(self) -> Tensor:
+        wr, wi = self.complex_weight.unbind(-1)
+        return torch.cat([torch.cat([wr, -wi], 1), torch.cat([wi, wr], 1)], 0)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """z: (B, 2C, L) with real parts in the first C channels, imaginary in the last C."""
+        return torch.matmul(self.real_matrix(), z)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}"
+
+
+class DTFBlock(nn.Module):
+    """Dynamic Temporal Filter block on (B, C, T, H, W) features; output has the same shape.
+
+    Args:
+        channels: C.
+        num_frames: T, the temporal length inside the network (the filter estimator is a
+            linear map over (C + k^2) x T values, so T is fixed at construction).
+        kernel_size: k of the frame-wise aggregation window (paper: 3).
+        filter_groups: G, channels sharing one learnt filter (paper: 16). C must divide by G.
+        aggregation: use frame-wise aggregation (Y = F + A) before the FFT.
+        correlation: feed the correlation feature F_cor to the filter estimator.
+        dynamic: estimate a filter per location (True) or learn one fixed filter per
+            channel group (False, the paper's DTF_F ablation).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_frames: int,
+        kernel_size: int = 3,
+        filter_groups: int = 16,
+        aggregation: bool = True,
+        correlation: bool = True,
+        dynamic: bool = True,
+    ):
+        super().__init__()
+        if num_frames < 1:
+            raise ValueError(f"DTF block needs at least one frame, got num_frames={num_frames}")
+        if channels % filter_groups != 0:
+            raise ValueError(
+                f"DTF block: channels ({channels}) must be a multiple of filter_groups G ({filter_groups})"
+            )
+        self.channels = channels
+        self.num_frames = num_frames
+        self.kernel_size = kernel_size
+        self.filter_groups = filter_groups
+        self.aggregation = aggregation
+        self.correlation = correlation
+        self.dynamic = dynamic
+        bins = num_bins(num_frames)
+        n_filters = channels // filter_groups
+
+        self.frame_aggregation = (
+            FrameAggregation(kernel_size, aggregate=aggregation) if (aggregation or correlation) else None
+        )
+        if dynamic:
+            in_ch = (channels + (kernel_size**2 if correlation else 0)) * num_frames
+            # Output channels laid out as (filter, bin, real/imag).
+            self.filter_estimator = nn.Conv2d(in_ch, n_filters * bins * 2, kernel_size=1, bias=False)
+            nn.init.kaiming_normal_(self.filter_estimator.weight, mode="fan_out", nonlinearity="relu")
+            self.register_parameter("fixed_filter", None)
+        else:
+            self.filter_estimator = None
+            # An all-pass start; the block's output is the identity anyway while alpha = 0.
+            fixed = torch.zeros(n_filters, bins, 2)
+            fixed[..., 0] = 1.0
+            self.fixed_filter = nn.Parameter(fixed)
+        self.mixing = SpectralChannelMixing(channels)
+        self.alpha = nn.Parameter(torch.zeros(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        # Batch norm over real and imaginary parts together, as the released code does.
+        self.norm = nn.BatchNorm1d(channels, affine=False)
+
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 5:
+            raise ValueError(f"DTF block expects (B, C, T, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.channels or x.shape[2] != self.num_frames:
+            raise ValueError(
+                f"DTF block built for C={self.channels}, T={self.num_frames} got C={x.shape[1]}, "
+                f"T={x.shape[2]} (the model's number of frames is fixed when it is built)"
+            )
+
+    def estimate_filter(self, y: Tensor, corr: Tensor | None) -> Tensor:
+        """The frequency filter: (B, C/G, M, H, W) complex (dynamic) or (1, C/G, M, 1, 1)."""
+        b, c, t, h, w = y.shape
+        bins = num_bins(t)
+        if not self.dynamic:
+            return torch.view_as_complex(self.fixed_filter.float())[None, :, :, None, None]
+        feats = y if corr is None else torch.cat([y, corr], dim=1)
+        feats = feats.reshape(b, -1, h, w)  # (C + k^2) x T values per location, channel-major
+        out = self.filter_estimator(feats).view(b, -1, bins, 2, h, w)
+        return torch.complex(out[:, :, :, 0], out[:, :, :, 1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._forward_fp32(x).to(x.dtype)
+
+    def _forward_fp32(self, x: Tensor) -> Tensor:
+        f = x.float()
+        b, c, t, h, w = f.shape
+        if self.frame_aggregation is not None:
+            y, corr = self.frame_aggregation(f)
+            if not self.correlation:
+                corr = None
+        else:
+            y, corr = f, None
+        spectrum = torch.fft.rfft(y, dim=2, norm="ortho")  # (B, C, M, H, W)
+        bins = spectrum.shape[2]
+        filt = self.estimate_filter(y, corr)  # (B, C/G, M, H, W)
+        g = self.filter_groups
+        modulated = (spectrum.view(b, c // g, g, bins, h, w) * filt.unsqueeze(2)).view(b, c, bins, h, w)
+        # [real; imag] stacked on channels -> real 2C x 2C mixing -> norm over both parts.
+        z = torch.view_as_real(modulated).permute(0, 5, 1, 2, 3, 4).reshape(b, 2 * c, -1)
+        z = self.norm(self.mixing(z).view(b * 2, c, -1))
+        z = (z * self.alpha.view(1, c, 1)).view(b, 2, c, bins, h, w)
+        filtered = torch.complex(z[:, 0], z[:, 1])
+        out = torch.fft.irfft(filtered, n=t, dim=2, norm="ortho")
+        return f + out + self.bias.view(1, c, 1, 1, 1)
+
+    def macs(self, x: Tensor) -> int:
+        """Multiply-adds a FLOP counter of aten matmuls/convs does not see: the complex
+        modulation S * S_c (4 real multiply-adds per complex product). The frame-wise
+        aggregation reports its own."""
+        b, c, t, h, w = x.shape
+        return 4 * b * c * num_bins(t) * h * w
+
+    def fft_flops(self, x: Tensor) -> float:
+        """Real FLOPs of the forward and inverse real FFTs (2.5 N log2 N each, N = T)."""
+        b, c, t, h, w = x.shape
+        if t < 2:
+            return 0.0
+        return 2 * 2.5 * t * math.log2(t) * b * c * h * w
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.channels}, num_frames={self.num_frames}, k={self.kernel_size}, "
+            f"G={self.filter_groups}, aggregation={self.aggregation}, correlation={self.correlation}, "
+            f"dynamic={self.dynamic}"
+        )
