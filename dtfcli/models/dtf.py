@@ -26,6 +26,13 @@ from torch import Tensor, nn
 from dtfcli.models.aggregation import FrameAggregation
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except (RuntimeError, TypeError):  # meta and other devices without autocast
+        return False
+
+
 def num_bins(num_frames: int) -> int:
     """Frequency bins of the real FFT of a length-T signal: floor(T/2) + 1."""
     return num_frames // 2 + 1
@@ -141,8 +148,10 @@ class DTFBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return self._forward_fp32(x).to(x.dtype)
+        if _autocast_on(x.device.type):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return self._forward_fp32(x).to(x.dtype)
+        return self._forward_fp32(x).to(x.dtype)
 
     def _forward_fp32(self, x: Tensor) -> Tensor:
         f = x.float()

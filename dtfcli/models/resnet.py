@@ -1,0 +1,198 @@
+"""DTF-Net: a 2D ResNet made a video model by DTF blocks (Long et al., ECCV 2022, sec. 3.4).
+
+Layout (paper and the authors' released code):
+- stem: conv (early_stride x 7 x 7), stride (early_stride, 2, 2): 16 input frames become
+  4 frames inside the network ("early stride" 4); then max-pool 1x3x3, stride (1, 2, 2);
+- every spatial conv is 1 x k x k, so frames are processed independently except in the
+  temporal modules;
+- a temporal module (the DTF block by default) right after the 3x3 conv of every
+  bottleneck in the selected stages (Table 1c; after both 3x3 convs of a basic block, as
+  in the released code);
+- global average pool over (T, H, W), dropout 0.5, linear classifier.
+
+Input (B, 3, num_frames, H, W) -> logits (B, num_classes). Parameter names follow
+torchvision's ResNet, so 2D ImageNet weights map one to one (kernels gain a time axis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from dtfcli.models.temporal import TemporalConv, TemporalShift, build_temporal_module
+
+
+def conv1xkxk(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Conv3d:
+    return nn.Conv3d(cin, cout, (1, k, k), stride=(1, stride, stride), padding=(0, k // 2, k // 2), bias=False)
+
+
+class _TemporalSettings:
+    """What a residual block needs to build its temporal modules."""
+
+    def __init__(self, kind: str, num_frames: int, kernel_size: int, filter_groups: int, tsm_fold_div: int):
+        self.kind, self.num_frames = kind, num_frames
+        self.kernel_size, self.filter_groups, self.tsm_fold_div = kernel_size, filter_groups, tsm_fold_div
+
+    def module(self, channels: int) -> nn.Module:
+        return build_temporal_module(self.kind, channels, self.num_frames, self.kernel_size, self.filter_groups)
+
+    def shift(self) -> nn.Module:
+        return TemporalShift(self.tsm_fold_div) if self.kind == "tsm" else nn.Identity()
+
+
+class VideoBottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int, downsample: nn.Module | None, temporal: _TemporalSettings):
+        super().__init__()
+        width = planes
+        self.shift = temporal.shift()  # TSM shifts the residual branch's input
+        self.conv1 = nn.Conv3d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm3d(width)
+        self.conv2 = conv1xkxk(width, width, 3, stride)
+        self.temporal = temporal.module(width)
+        self.bn2 = nn.BatchNorm3d(width)
+        self.conv3 = nn.Conv3d(width, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm3d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(self.shift(x))))
+        out = self.relu(self.bn2(self.temporal(self.conv2(out))))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class VideoBasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, planes: int, stride: int, downsample: nn.Module | None, temporal: _TemporalSettings):
+        super().__init__()
+        self.shift = temporal.shift()
+        self.conv1 = conv1xkxk(cin, planes, 3, stride)
+        self.temporal1 = temporal.module(planes)
+        self.bn1 = nn.BatchNorm3d(planes)
+        self.conv2 = conv1xkxk(planes, planes, 3)
+        self.temporal2 = temporal.module(planes)
+        self.bn2 = nn.BatchNorm3d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.temporal1(self.conv1(self.shift(x)))))
+        out = self.bn2(self.temporal2(self.conv2(out)))
+        return self.relu(out + identity)
+
+
+class DTFNet(nn.Module):
+    """ResNet video backbone with a temporal module in every residual block of chosen stages.
+
+    Args:
+        block: "bottleneck" (ResNet-50/101) or "basic" (ResNet-18/34 style).
+        layers: residual blocks per stage, e.g. (3, 4, 6, 3) for ResNet-50.
+        widths: planes of the four stages (64, 128, 256, 512 for the standard ResNets).
+        num_classes: classifier outputs.
+        num_frames: input clip length; must be a multiple of `early_stride`.
+        temporal: kind of temporal module (see `dtfcli.models.temporal`); "dtf" for DTF-Net,
+            "none" for C2D, "tsm" for TSM.
+        temporal_stages: stages (1-4, res2-res5) that get temporal modules (Table 1c).
+        early_stride: temporal stride and kernel of the stem conv (paper: 4).
+        kernel_size: k of the frame-wise aggregation; filter_groups: G of the DTF filter.
+        stem_width: output channels of the stem conv.
+        dropout: before the classifier (paper: 0.5).
+    """
+
+    def __init__(
+        self,
+        block: str = "bottleneck",
+        layers: Sequence[int] = (3, 4, 6, 3),
+        widths: Sequence[int] = (64, 128, 256, 512),
+        num_classes: int = 400,
+        num_frames: int = 16,
+        temporal: str = "dtf",
+        temporal_stages: Sequence[int] = (1, 2, 3, 4),
+        early_stride: int = 4,
+        kernel_size: int = 3,
+        filter_groups: int = 16,
+        tsm_fold_div: int = 8,
+        stem_width: int = 64,
+        dropout: float = 0.5,
+    ):
+        super().__init__()
+        if num_frames < early_stride or num_frames % early_stride:
+            raise ValueError(
+                f"num_frames ({num_frames}) must be a positive multiple of the stem's temporal stride ({early_stride})"
+            )
+        if len(layers) != 4 or len(widths) != 4:
+            raise ValueError("layers and widths need one entry per stage (4)")
+        bad = [s for s in temporal_stages if s not in (1, 2, 3, 4)]
+        if bad:
+            raise ValueError(f"temporal_stages must be among 1-4 (res2-res5), got {bad}")
+        block_cls = {"bottleneck": VideoBottleneck, "basic": VideoBasicBlock}.get(block)
+        if block_cls is None:
+            raise ValueError(f"block must be 'bottleneck' or 'basic', got {block!r}")
+        self.num_frames = num_frames
+        self.frames_inside = num_frames // early_stride
+        self.num_classes = num_classes
+
+        self.conv1 = nn.Conv3d(
+            3, stem_width, (early_stride, 7, 7), stride=(early_stride, 2, 2), padding=(0, 3, 3), bias=False
+        )
+        self.bn1 = nn.BatchNorm3d(stem_width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+
+        cin = stem_width
+        for i, (n_blocks, planes) in enumerate(zip(layers, widths), start=1):
+            settings = _TemporalSettings(
+                temporal if i in temporal_stages else "none",
+                self.frames_inside, kernel_size, filter_groups, tsm_fold_div,
+            )
+            stride = 1 if i == 1 else 2
+            blocks = []
+            for j in range(n_blocks):
+                s = stride if j == 0 else 1
+                down = None
+                if s != 1 or cin != planes * block_cls.expansion:
+                    down = nn.Sequential(
+                        nn.Conv3d(cin, planes * block_cls.expansion, 1, stride=(1, s, s), bias=False),
+                        nn.BatchNorm3d(planes * block_cls.expansion),
+                    )
+                blocks.append(block_cls(cin, planes, s, down, settings))
+                cin = planes * block_cls.expansion
+            self.add_module(f"layer{i}", nn.Sequential(*blocks))
+        self.num_features = cin
+        self.avgpool = nn.AdaptiveAvgPool3d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(cin, num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Temporal modules keep their own identity-start init (zeros for TemporalConv).
+        temporal_convs = {id(m.conv) for m in self.modules() if isinstance(m, TemporalConv)}
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d) and id(m) not in temporal_convs:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(B, 3, T, H, W) clip -> (B, C, T/early_stride, H/32, W/32) feature map."""
+        if x.dim() != 5 or x.shape[1] != 3:
+            raise ValueError(f"expected clips of shape (B, 3, T, H, W), got {tuple(x.shape)}")
+        if x.shape[2] != self.num_frames:
+            raise ValueError(f"this model takes {self.num_frames}-frame clips, got {x.shape[2]} frames")
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.fc(self.dropout(torch.flatten(self.avgpool(features), 1)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))

@@ -1,0 +1,118 @@
+"""Temporal modules that sit after a spatial conv (DTF-Net) or after W-MSA (DTF-Transformer).
+
+Every module maps a (B, C, T, H, W) feature to the same shape and starts as the identity,
+so a backbone initialised from 2D ImageNet weights first behaves like the 2D network.
+They are the paper's Table 1 ablations plus common baselines:
+
+=============  =================================================  ===========================
+kind           module                                             paper
+=============  =================================================  ===========================
+``none``       identity                                           2D-ResNet / C2D
+``dtf``        `DTFBlock` (FA + correlation + dynamic filter)     DTF
+``dtf_nofa``   `DTFBlock` without FA and correlation              DTF-baseline (Table 1b)
+``dtf_agg``    `DTFBlock` with FA, no correlation to the filter   Table 1b, aggregation row
+``dtf_cor``    `DTFBlock` with correlation, no aggregation        Table 1b, correlation row
+``dtf_fixed``  `DTFBlock` with one learnt filter per channel      DTF_F (Table 1a)
+``conv1d``     `TemporalConv`, 3-tap temporal conv                DTF_1d (Table 1a)
+``dyn1d``      `DynamicTemporalConv`, per-location 3-tap kernel   DTF_1d+ (Table 1a)
+``tsm``        `TemporalShift` (placed before conv1 instead)      TSM (Table 1d)
+=============  =================================================  ===========================
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dtfcli.models.dtf import DTFBlock
+
+DTF_VARIANTS = {
+    "dtf": dict(aggregation=True, correlation=True, dynamic=True),
+    "dtf_nofa": dict(aggregation=False, correlation=False, dynamic=True),
+    "dtf_agg": dict(aggregation=True, correlation=False, dynamic=True),
+    "dtf_cor": dict(aggregation=False, correlation=True, dynamic=True),
+    "dtf_fixed": dict(aggregation=False, correlation=False, dynamic=False),
+}
+TEMPORAL_KINDS = ("none", *DTF_VARIANTS, "conv1d", "dyn1d", "tsm")
+
+
+class TemporalConv(nn.Module):
+    """x + Conv_t(x): a full C -> C temporal convolution of `kernel_size` taps (zero padded),
+    zero-initialised (the factorised (2+1)D temporal conv of the paper's DTF_1d)."""
+
+    def __init__(self, channels: int, kernel_size: int = 3):
+        super().__init__()
+        self.conv = nn.Conv3d(
+            channels, channels, (kernel_size, 1, 1), padding=(kernel_size // 2, 0, 0), bias=False
+        )
+        nn.init.zeros_(self.conv.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv(x)
+
+
+class DynamicTemporalConv(nn.Module):
+    """x + alpha * (per-location temporal conv): the paper's DTF_1d+, a 1D version of
+    dynamic convolution. At every location a 1x1 conv over the flattened C x T feature
+    predicts a `kernel_size`-tap kernel for each group of G channels."""
+
+    def __init__(self, channels: int, num_frames: int, kernel_size: int = 3, groups: int = 16):
+        super().__init__()
+        if channels % groups != 0:
+            raise ValueError(f"dyn1d: channels ({channels}) must be a multiple of groups ({groups})")
+        self.channels, self.num_frames, self.kernel_size, self.groups = channels, num_frames, kernel_size, groups
+        self.kernel_estimator = nn.Conv2d(channels * num_frames, channels // groups * kernel_size, 1, bias=False)
+        nn.init.kaiming_normal_(self.kernel_estimator.weight, mode="fan_out", nonlinearity="relu")
+        self.alpha = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, t, h, w = x.shape
+        if t != self.num_frames:
+            raise ValueError(f"dyn1d built for T={self.num_frames}, got T={t}")
+        k, g = self.kernel_size, self.groups
+        kernels = self.kernel_estimator(x.reshape(b, c * t, h, w)).view(b, c // g, 1, k, 1, h, w)
+        padded = F.pad(x, (0, 0, 0, 0, k // 2, k // 2))
+        taps = torch.stack([padded[:, :, i : i + t] for i in range(k)], dim=2)  # (B, C, k, T, H, W)
+        out = (taps.view(b, c // g, g, k, t, h, w) * kernels).sum(3).view(b, c, t, h, w)
+        return x + out * self.alpha.view(1, c, 1, 1, 1)
+
+    def macs(self, x: Tensor) -> int:
+        b, c, t, h, w = x.shape
+        return b * c * self.kernel_size * t * h * w
+
+
+class TemporalShift(nn.Module):
+    """Temporal shift (Lin et al., TSM, ICCV 2019): 1/`fold_div` of the channels move one
+    frame back, another 1/`fold_div` one frame forward, zero filled. No parameters."""
+
+    def __init__(self, fold_div: int = 8):
+        super().__init__()
+        self.fold_div = fold_div
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = x.shape[1]
+        fold = c // self.fold_div
+        out = torch.zeros_like(x)
+        out[:, :fold, :-1] = x[:, :fold, 1:]
+        out[:, fold : 2 * fold, 1:] = x[:, fold : 2 * fold, :-1]
+        out[:, 2 * fold :] = x[:, 2 * fold :]
+        return out
+
+    def extra_repr(self) -> str:
+        return f"fold_div={self.fold_div}"
+
+
+def build_temporal_module(
+    kind: str, channels: int, num_frames: int, kernel_size: int = 3, filter_groups: int = 16
+) -> nn.Module:
+    """The temporal module that follows a spatial conv; `nn.Identity` for none and tsm."""
+    if kind in DTF_VARIANTS:
+        return DTFBlock(channels, num_frames, kernel_size, filter_groups, **DTF_VARIANTS[kind])
+    if kind == "conv1d":
+        return TemporalConv(channels)
+    if kind == "dyn1d":
+        return DynamicTemporalConv(channels, num_frames, groups=filter_groups)
+    if kind in ("none", "tsm"):
+        return nn.Identity()
+    raise ValueError(f"unknown temporal module {kind!r}; choose one of {', '.join(TEMPORAL_KINDS)}")
