@@ -18,19 +18,24 @@ only for power-of-two lengths and bfloat16 not at all.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from dtfcli.models.aggregation import FrameAggregation
 
 
-def _autocast_on(device_type: str) -> bool:
+def _fp32_region(device_type: str):
+    """Autocast off (the FFTs need float32); a no-op where autocast does not exist (meta)."""
     try:
-        return torch.is_autocast_enabled(device_type)
-    except (RuntimeError, TypeError):  # meta and other devices without autocast
-        return False
+        on = torch.is_autocast_enabled(device_type)
+    except (RuntimeError, TypeError):
+        on = False
+    return torch.autocast(device_type=device_type, enabled=False) if on else contextlib.nullcontext()
 
 
 def num_bins(num_frames: int) -> int:
@@ -70,6 +75,8 @@ class DTFBlock(nn.Module):
         channels: C.
         num_frames: T, the temporal length inside the network (the filter estimator is a
             linear map over (C + k^2) x T values, so T is fixed at construction).
+        recompute: in training, keep only the input for the backward pass and recompute
+            the block there (less memory for a little more compute).
         kernel_size: k of the frame-wise aggregation window (paper: 3).
         filter_groups: G, channels sharing one learnt filter (paper: 16). C must divide by G.
         aggregation: use frame-wise aggregation (Y = F + A) before the FFT.
@@ -87,6 +94,7 @@ class DTFBlock(nn.Module):
         aggregation: bool = True,
         correlation: bool = True,
         dynamic: bool = True,
+        recompute: bool = True,
     ):
         super().__init__()
         if num_frames < 1:
@@ -102,6 +110,7 @@ class DTFBlock(nn.Module):
         self.aggregation = aggregation
         self.correlation = correlation
         self.dynamic = dynamic
+        self.recompute = recompute
         bins = num_bins(num_frames)
         n_filters = channels // filter_groups
 
@@ -140,7 +149,7 @@ class DTFBlock(nn.Module):
         b, c, t, h, w = y.shape
         bins = num_bins(t)
         if not self.dynamic:
-            return torch.view_as_complex(self.fixed_filter.float())[None, :, :, None, None]
+            return torch.view_as_complex(self.fixed_filter.to(y.dtype))[None, :, :, None, None]
         feats = y if corr is None else torch.cat([y, corr], dim=1)
         feats = feats.reshape(b, -1, h, w)  # (C + k^2) x T values per location, channel-major
         out = self.filter_estimator(feats).view(b, -1, bins, 2, h, w)
@@ -148,13 +157,19 @@ class DTFBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        if _autocast_on(x.device.type):
-            with torch.autocast(device_type=x.device.type, enabled=False):
-                return self._forward_fp32(x).to(x.dtype)
-        return self._forward_fp32(x).to(x.dtype)
+        with _fp32_region(x.device.type):
+            if self.recompute and self.training and torch.is_grad_enabled():
+                # Keep only the input for the backward pass and recompute the block there:
+                # the spectra it would otherwise save are several times the input's size.
+                out, stats = checkpoint(self._forward_fp32, x, use_reentrant=False, preserve_rng_state=False)
+            else:
+                out, stats = self._forward_fp32(x)
+        if stats is not None:
+            self._update_running_stats(*stats)
+        return out.to(x.dtype)
 
-    def _forward_fp32(self, x: Tensor) -> Tensor:
-        f = x.float()
+    def _forward_fp32(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        f = x if x.dtype in (torch.float32, torch.float64) else x.float()  # half -> float32
         b, c, t, h, w = f.shape
         if self.frame_aggregation is not None:
             y, corr = self.frame_aggregation(f)
@@ -169,11 +184,33 @@ class DTFBlock(nn.Module):
         modulated = (spectrum.view(b, c // g, g, bins, h, w) * filt.unsqueeze(2)).view(b, c, bins, h, w)
         # [real; imag] stacked on channels -> real 2C x 2C mixing -> norm over both parts.
         z = torch.view_as_real(modulated).permute(0, 5, 1, 2, 3, 4).reshape(b, 2 * c, -1)
-        z = self.norm(self.mixing(z).view(b * 2, c, -1))
+        z = self.mixing(z).view(b * 2, c, -1)
+        z, stats = self._normalise(z)
         z = (z * self.alpha.view(1, c, 1)).view(b, 2, c, bins, h, w)
         filtered = torch.complex(z[:, 0], z[:, 1])
         out = torch.fft.irfft(filtered, n=t, dim=2, norm="ortho")
-        return f + out + self.bias.view(1, c, 1, 1, 1)
+        return f + out + self.bias.view(1, c, 1, 1, 1), stats
+
+    def _normalise(self, z: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        """Batch norm without affine over (2B, C, L). In training, batch statistics; the
+        running statistics are updated by the caller, once per forward even when the block
+        is recomputed in the backward pass."""
+        norm = self.norm
+        if self.training or not norm.track_running_stats:
+            with torch.no_grad():
+                var, mean = torch.var_mean(z, dim=(0, 2), correction=1)
+            return F.batch_norm(z, None, None, training=True, eps=norm.eps), (mean, var)
+        return F.batch_norm(z, norm.running_mean, norm.running_var, training=False, eps=norm.eps), None
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean: Tensor, var: Tensor) -> None:
+        norm = self.norm
+        if not (self.training and norm.track_running_stats):
+            return
+        norm.num_batches_tracked.add_(1)
+        momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+        norm.running_mean.lerp_(mean, momentum)
+        norm.running_var.lerp_(var, momentum)
 
     def macs(self, x: Tensor) -> int:
         """Multiply-adds a FLOP counter of aten matmuls/convs does not see: the complex

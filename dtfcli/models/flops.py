@@ -31,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 @dataclass(frozen=True)
 class Cost:
     params: int
+    macs: int  # multiply-adds per view, exact
     gflops: float  # multiply-adds / 1e9, per view (one clip, one crop)
     fft_gflops: float
     counted_by_modules: float  # the part of gflops reported through `macs()`
@@ -70,10 +71,10 @@ def measure_cost(model: nn.Module, input_shape: tuple[int, ...]) -> Cost:
     finally:
         for h in handles:
             h.remove()
-    aten_macs = counter.get_total_flops() / 2
-    total = aten_macs + extra["macs"]
+    total = counter.get_total_flops() // 2 + extra["macs"]
     return Cost(
         params=count_parameters(model),
+        macs=int(total),
         gflops=total / 1e9,
         fft_gflops=extra["fft"] / 1e9,
         counted_by_modules=extra["macs"] / 1e9,

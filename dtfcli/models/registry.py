@@ -68,16 +68,16 @@ TINY_RESNET = dict(block="basic", layers=(1, 1, 1, 1), widths=(16, 32, 64, 128),
 TINY_SWIN = dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), stochastic_depth=0.1, filter_groups=4)
 
 TEMPORAL_NAMES = {
-    # registry prefix -> (temporal kind, what it is)
-    "dtfnet": ("dtf", "DTF-Net: DTF block after every spatial 3x3 conv"),
-    "c2d": ("none", "C2D: the 2D network on every frame, no temporal modelling"),
-    "tsm": ("tsm", "TSM: temporal shift of 1/8 + 1/8 channels in every residual block"),
-    "tconv": ("conv1d", "DTF_1d ablation: a 3-tap temporal conv instead of DTF"),
-    "dynconv": ("dyn1d", "DTF_1d+ ablation: a per-location dynamic 3-tap temporal conv"),
-    "dtffixed": ("dtf_fixed", "DTF_F ablation: one learnt frequency filter per channel group"),
-    "dtfnofa": ("dtf_nofa", "DTF-baseline ablation: dynamic filter without frame-wise aggregation"),
-    "dtfagg": ("dtf_agg", "ablation: frame-wise aggregation, no correlation feature to the filter"),
-    "dtfcor": ("dtf_cor", "ablation: correlation feature to the filter, no aggregation"),
+    # registry prefix -> (temporal kind, short description)
+    "dtfnet": ("dtf", "DTF-Net"),
+    "c2d": ("none", "C2D, no temporal modelling"),
+    "tsm": ("tsm", "TSM, temporal shift"),
+    "tconv": ("conv1d", "DTF_1d, temporal conv"),
+    "dynconv": ("dyn1d", "DTF_1d+, dynamic temporal conv"),
+    "dtffixed": ("dtf_fixed", "DTF_F, fixed frequency filter"),
+    "dtfnofa": ("dtf_nofa", "DTF-baseline, no FA"),
+    "dtfagg": ("dtf_agg", "DTF, FA without correlation"),
+    "dtfcor": ("dtf_cor", "DTF, correlation without FA"),
 }
 
 
@@ -187,11 +187,11 @@ def _register_resnets() -> None:
         for depth in depths:
             if depth == "tiny":
                 arch = dict(TINY_RESNET)
-                frames, crop, desc = 16, 112, f"{what}; narrow 4-block ResNet for CPUs"
+                frames, crop, desc = 16, 112, f"{what}, tiny ResNet (CPU)"
             else:
                 block, layers = RESNET_DEPTHS[depth]
                 arch = dict(block=block, layers=layers)
-                frames, crop, desc = 16, 256, f"{what}; ResNet-{depth[1:]}"
+                frames, crop, desc = 16, 256, f"{what}, ResNet-{depth[1:]}"
             name = f"{prefix}_{depth}"
             register_model(ModelSpec(
                 name=name, family="dtfnet", description=desc, builder=DTFNet,
@@ -201,13 +201,13 @@ def _register_resnets() -> None:
 
 
 def _register_swins() -> None:
-    for prefix, kind, what in (("dtf_swin", "dtf", "DTF-Transformer"), ("c2d_swin", "none", "2D Swin on every frame")):
+    for prefix, kind, what in (("dtf_swin", "dtf", "DTF-Transformer"), ("c2d_swin", "none", "2D Swin")):
         for size in ("t", "s", "b", "tiny"):
             arch = dict(TINY_SWIN) if size == "tiny" else dict(SWIN_SIZES[size])
             name = f"{prefix}_{size}"
             register_model(ModelSpec(
                 name=name, family="dtfswin",
-                description=f"{what}; Swin-{size.upper() if size != 'tiny' else 'tiny (CPU)'}",
+                description=f"{what}, Swin-{size.upper()}" if size != "tiny" else f"{what}, tiny Swin (CPU)",
                 builder=DTFSwin, arch={**arch, "temporal": kind},
                 num_frames=16 if size == "tiny" else 64, crop_size=112 if size == "tiny" else 224,
                 test_views=(4, 3), paper=_PAPER.get(name, ()), cpu_sized=size == "tiny",

@@ -1,0 +1,161 @@
+"""The DTF block: convolution theorem (eq. 3), identity start, training, frame lengths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dtfcli.models import DTFBlock
+
+
+def circular_conv_reference(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """out[b, c, t] = sum_tau kernels[c, tau] * x[b, c, (t - tau) mod T], by loops."""
+    b_, c_, t_, h_, w_ = x.shape
+    out = torch.zeros_like(x)
+    for c in range(c_):
+        for t in range(t_):
+            for tau in range(t_):
+                out[:, c, t] += kernels[c, tau] * x[:, c, (t - tau) % t_]
+    return out
+
+
+def _make_pure_filter(block: DTFBlock) -> None:
+    """Mixing = identity, norm = identity (eval, mean 0, var 1, eps 0), alpha = 1, bias 0."""
+    c = block.channels
+    with torch.no_grad():
+        block.mixing.complex_weight.zero_()
+        block.mixing.complex_weight[..., 0].copy_(torch.eye(c))
+        block.alpha.fill_(1.0)
+        block.bias.zero_()
+    block.norm.eps = 0.0
+    block.eval()
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 4, 7, 8])
+def test_fixed_filter_is_circular_convolution_with_its_inverse_fft(frames):
+    torch.manual_seed(frames)
+    c, g = 8, 4
+    block = DTFBlock(c, frames, filter_groups=g, aggregation=False, correlation=False, dynamic=False).double()
+    _make_pure_filter(block)
+    with torch.no_grad():
+        block.fixed_filter.copy_(torch.randn_like(block.fixed_filter))
+    x = torch.randn(2, c, frames, 3, 2, dtype=torch.float64)
+
+    filt = torch.view_as_complex(block.fixed_filter.detach())  # (C/G, M)
+    # Channel expansion: channel c uses intermediate filter c // G.
+    kernels = torch.fft.irfft(filt, n=frames, dim=-1).repeat_interleave(g, dim=0)  # (C, T)
+    expected = x + circular_conv_reference(x, kernels)
+    torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_dynamic_filter_is_a_per_location_convolution():
+    torch.manual_seed(3)
+    c, g, frames = 8, 2, 4
+    block = DTFBlock(c, frames, filter_groups=g).double()
+    _make_pure_filter(block)
+    x = torch.randn(1, c, frames, 3, 3, dtype=torch.float64)
+    out = block(x)
+    with torch.no_grad():
+        y, corr = block.frame_aggregation(x)
+        filt = block.estimate_filter(y, corr)  # (1, C/G, M, H, W)
+    for h, w in [(0, 0), (1, 2), (2, 1)]:
+        kernels = torch.fft.irfft(filt[0, :, :, h, w], n=frames, dim=-1).repeat_interleave(g, dim=0)
+        y_loc = y[:, :, :, h : h + 1, w : w + 1]
+        expected = x[:, :, :, h : h + 1, w : w + 1] + circular_conv_reference(y_loc, kernels)
+        torch.testing.assert_close(out[:, :, :, h : h + 1, w : w + 1], expected, rtol=1e-10, atol=1e-10)
+    # Different locations get different filters.
+    assert not torch.allclose(filt[0, :, :, 0, 0], filt[0, :, :, 1, 2])
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("variant", [
+    dict(), dict(aggregation=False, correlation=False), dict(dynamic=False, aggregation=False, correlation=False),
+])
+def test_a_fresh_block_is_the_identity(frames, variant):
+    block = DTFBlock(32, frames, **variant)
+    x = torch.randn(2, 32, frames, 5, 6)
+    for mode in (block.train, block.eval):
+        mode()
+        assert torch.equal(block(x), x)
+
+
+def test_one_step_changes_every_trainable_parameter():
+    block = DTFBlock(32, 4).train()
+    with torch.no_grad():  # leave the identity start, where the filter path gets no gradient
+        block.alpha.normal_()
+    before = {n: p.detach().clone() for n, p in block.named_parameters()}
+    opt = torch.optim.SGD(block.parameters(), lr=0.1)
+    block(torch.randn(2, 32, 4, 5, 5)).square().mean().backward()
+    opt.step()
+    unchanged = [n for n, p in block.named_parameters() if torch.equal(p, before[n])]
+    assert unchanged == []
+
+
+def test_from_the_identity_start_alpha_moves_first_then_everything():
+    block = DTFBlock(32, 4).train()
+    params = dict(block.named_parameters())
+    before = {n: p.detach().clone() for n, p in params.items()}
+    opt = torch.optim.SGD(block.parameters(), lr=0.1)
+    x, target = torch.randn(2, 32, 4, 5, 5), torch.randn(2, 32, 4, 5, 5)
+    for step in range(2):
+        opt.zero_grad()
+        (block(x) - target).square().mean().backward()
+        opt.step()
+        changed = {n for n, p in params.items() if not torch.equal(p, before[n])}
+        if step == 0:
+            assert changed == {"alpha", "bias"}
+    assert changed == set(params)
+
+
+def test_recomputation_gives_the_same_gradients_and_updates_statistics_once():
+    torch.manual_seed(1)
+    a = DTFBlock(16, 4, filter_groups=4, recompute=True).train()
+    b = DTFBlock(16, 4, filter_groups=4, recompute=False).train()
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        a.alpha.normal_()
+        b.alpha.copy_(a.alpha)
+    x = torch.randn(2, 16, 4, 4, 4)
+    for blk in (a, b):
+        blk(x).square().sum().backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, msg=name)
+    torch.testing.assert_close(a.norm.running_mean, b.norm.running_mean)
+    torch.testing.assert_close(a.norm.running_var, b.norm.running_var)
+    assert a.norm.num_batches_tracked.item() == b.norm.num_batches_tracked.item() == 1
+
+
+def test_running_statistics_match_torch_batchnorm():
+    block = DTFBlock(16, 4, filter_groups=4).train()
+    with torch.no_grad():
+        block.alpha.normal_()
+    reference = torch.nn.BatchNorm1d(16, affine=False).train()
+    seen = []
+    block.mixing.register_forward_hook(lambda m, i, o: seen.append(o.detach().view(-1, 16, o.shape[-1])))
+    for _ in range(3):
+        block(torch.randn(2, 16, 4, 3, 3, requires_grad=True)).sum().backward()
+    for z in seen[::2]:  # every forward is seen twice: once more in the recomputation
+        reference(z)
+    torch.testing.assert_close(block.norm.running_mean, reference.running_mean)
+    torch.testing.assert_close(block.norm.running_var, reference.running_var)
+
+
+def test_wrong_frame_count_and_groups_fail_clearly():
+    block = DTFBlock(32, 4)
+    with pytest.raises(ValueError, match="T=4.*T=5"):
+        block(torch.randn(1, 32, 5, 3, 3))
+    with pytest.raises(ValueError, match="multiple of filter_groups"):
+        DTFBlock(24, 4, filter_groups=16)
+    with pytest.raises(ValueError, match="at least one frame"):
+        DTFBlock(32, 0)
+
+
+def test_autocast_runs_the_spectral_path_in_float32():
+    block = DTFBlock(32, 4).eval()
+    with torch.no_grad():
+        block.alpha.normal_()
+    x = torch.randn(1, 32, 4, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), block(x.bfloat16().float()), rtol=2e-2, atol=2e-2)

@@ -1,0 +1,176 @@
+"""Backbones, registry, variants and the `dtf models` command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from dtfcli.models import (
+    DTFBlock, DTFNet, DTFSwin, DynamicTemporalConv, TemporalConv, TemporalShift, create_model,
+    get_model_spec, list_models, model_from_config,
+)
+
+REQUIRED = ["dtfnet_r50", "dtfnet_r101", "dtf_swin_t", "dtf_swin_s", "dtf_swin_b", "c2d_r50", "c2d_swin_b", "tsm_r50"]
+TINY = [n for n in list_models() if get_model_spec(n).cpu_sized]
+
+
+def test_registry_has_the_papers_models_with_their_test_views():
+    names = list_models()
+    assert set(REQUIRED) <= set(names)
+    for name in names:
+        spec = get_model_spec(name)
+        assert spec.test_views == ((10, 3) if spec.family == "dtfnet" else (4, 3)), name
+    assert get_model_spec("dtf_swin_b").num_frames == 64 and get_model_spec("dtfnet_r50").num_frames == 16
+    assert list_models("dtf_swin_*") == ["dtf_swin_b", "dtf_swin_s", "dtf_swin_t", "dtf_swin_tiny"]
+
+
+def test_unknown_names_and_bad_options_fail_clearly():
+    with pytest.raises(KeyError, match="did you mean dtfnet_r50"):
+        create_model("dtfnet_r5")
+    with pytest.raises(ValueError, match="multiple of the stem"):
+        create_model("dtfnet_tiny", num_frames=10)
+    with pytest.raises(ValueError, match="temporal_stages"):
+        create_model("dtfnet_tiny", temporal_stages=(5,))
+    with pytest.raises(ValueError, match="unexpected keyword"):
+        create_model("dtfnet_tiny", no_such_option=1)
+
+
+def test_config_rebuilds_the_same_architecture():
+    model = create_model("dtfnet_tiny", num_classes=7, num_frames=8, temporal_stages=[3, 4], crop_size=96)
+    config = json.loads(json.dumps(model.config))
+    again = model_from_config(config)
+    assert config["crop_size"] == 96 and config["num_frames"] == 8
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+
+
+def _meta(name, **kw):
+    with torch.device("meta"):
+        return create_model(name, **kw)
+
+
+@pytest.mark.parametrize("name,blocks", [("dtfnet_r50", 16), ("dtfnet_r101", 33)])
+def test_dtfnet_layout_follows_the_paper(name, blocks):
+    model = _meta(name)
+    assert model.conv1.kernel_size == (4, 7, 7) and model.conv1.stride == (4, 2, 2)
+    assert model.maxpool.kernel_size == (1, 3, 3)
+    spatial = [m for n, m in model.named_modules() if isinstance(m, nn.Conv3d) and n != "conv1"
+               and not n.endswith("conv") and m.kernel_size != (1, 1, 1)]
+    assert spatial and all(m.kernel_size == (1, 3, 3) for m in spatial)
+    dtf = [(n, m) for n, m in model.named_modules() if isinstance(m, DTFBlock)]
+    assert len(dtf) == blocks
+    # right after the 3x3 conv of every bottleneck, on T = 16 / 4 frames
+    assert all(n.endswith(".temporal") and m.num_frames == 4 and m.filter_groups == 16 for n, m in dtf)
+    assert model.dropout.p == 0.5
+    only_res5 = _meta(name, temporal_stages=(4,))
+    assert sum(isinstance(m, DTFBlock) for m in only_res5.modules()) == 3
+
+
+@pytest.mark.parametrize("name,depths,dim", [("dtf_swin_t", (2, 2, 6, 2), 96), ("dtf_swin_b", (2, 2, 18, 2), 128)])
+def test_dtf_transformer_puts_dtf_after_w_msa_of_every_pair(name, depths, dim):
+    model = _meta(name)
+    embed = model.features[0][0]
+    assert embed.kernel_size == (4, 4, 4) and embed.stride == (4, 4, 4) and embed.out_channels == dim
+    blocks = [m for m in model.modules() if hasattr(m, "attn") and hasattr(m, "temporal")]
+    assert len(blocks) == sum(depths)
+    for blk in blocks:
+        shifted = sum(blk.attn.shift_size) > 0
+        assert (blk.temporal is None) == shifted  # DTF exactly in the non-shifted (W-MSA) blocks
+        if blk.temporal is not None:
+            assert isinstance(blk.temporal, DTFBlock) and blk.temporal.num_frames == 16
+    assert sum(b.temporal is not None for b in blocks) == sum(depths) // 2
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_models_train_on_a_cpu(name):
+    model = create_model(name, num_classes=5)
+    frames, crop = model.config["num_frames"], 64
+    x = torch.randn(2, 3, frames, crop, crop)
+    logits = model(x)
+    assert logits.shape == (2, 5) and torch.isfinite(logits).all()
+    logits.logsumexp(1).mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["dtfnet_tiny", "dtf_swin_tiny", "dynconv_tiny", "dtffixed_tiny"])
+def test_one_step_changes_every_parameter_of_a_model(name):
+    model = create_model(name, num_classes=3).train()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (DTFBlock, DynamicTemporalConv)):
+                m.alpha.normal_()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x = torch.randn(2, 3, model.config["num_frames"], 64, 64)
+    nn.functional.cross_entropy(model(x), torch.tensor([0, 2])).backward()
+    opt.step()
+    assert [n for n, p in model.named_parameters() if torch.equal(p, before[n])] == []
+
+
+@pytest.mark.parametrize("dtf,c2d", [("dtfnet_tiny", "c2d_tiny"), ("dtf_swin_tiny", "c2d_swin_tiny")])
+def test_fresh_temporal_modules_make_the_video_model_its_2d_counterpart(dtf, c2d):
+    video, flat = create_model(dtf, num_classes=4).eval(), create_model(c2d, num_classes=4).eval()
+    missing, unexpected = video.load_state_dict(flat.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(".temporal" in k for k in missing)
+    x = torch.randn(1, 3, video.num_frames, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(video(x), flat(x), rtol=0, atol=0)
+
+
+def test_frames_are_checked_at_the_input():
+    model = create_model("dtfnet_tiny")
+    with pytest.raises(ValueError, match="16-frame clips, got 8"):
+        model(torch.randn(1, 3, 8, 32, 32))
+
+
+@pytest.mark.parametrize("frames", [4, 8, 12, 20])
+def test_odd_even_one_and_two_frames_inside_the_network(frames):
+    model = create_model("dtfnet_tiny", num_frames=frames, num_classes=2)
+    out = model(torch.randn(2, 3, frames, 64, 64))
+    out.sum().backward()
+    assert out.shape == (2, 2) and torch.isfinite(out).all()
+
+
+def test_temporal_shift_moves_one_eighth_each_way():
+    x = torch.arange(2 * 16 * 4, dtype=torch.float32).view(2, 16, 4, 1, 1)
+    out = TemporalShift(8)(x)
+    for c in range(16):
+        for t in range(4):
+            if c < 2:
+                ref = x[:, c, t + 1] if t + 1 < 4 else torch.zeros_like(x[:, c, t])
+            elif c < 4:
+                ref = x[:, c, t - 1] if t >= 1 else torch.zeros_like(x[:, c, t])
+            else:
+                ref = x[:, c, t]
+            assert torch.equal(out[:, c, t], ref)
+
+
+def test_dynamic_temporal_conv_against_a_loop():
+    m = DynamicTemporalConv(8, 4, groups=4).double()
+    with torch.no_grad():
+        m.alpha.normal_()
+    x = torch.randn(1, 8, 4, 2, 3, dtype=torch.float64)
+    out = m(x)
+    kernels = m.kernel_estimator(x.reshape(1, 32, 2, 3)).view(1, 2, 3, 2, 3)  # (B, C/G, k, H, W)
+    ref = x.clone()
+    for c in range(8):
+        for t in range(4):
+            acc = 0
+            for i in range(3):
+                src = t + i - 1
+                if 0 <= src < 4:
+                    acc = acc + kernels[0, c // 4, i] * x[0, c, src]
+            ref[0, c, t] += m.alpha[c] * acc
+    torch.testing.assert_close(out, ref)
+
+
+def test_temporal_conv_starts_as_identity():
+    x = torch.randn(1, 8, 4, 3, 3)
+    assert torch.equal(TemporalConv(8)(x), x)
+
+
+def test_dtfnet_and_swin_classes_are_exported():
+    assert isinstance(create_model("dtfnet_tiny"), DTFNet)
+    assert isinstance(create_model("dtf_swin_tiny"), DTFSwin)
