@@ -6,6 +6,19 @@ import pytest
 import torch
 
 from dtfcli.models import DTFBlock
+from dtfcli.models.dtf import real_dft_matrices
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 4, 5, 8, 16])
+def test_real_dft_matrices_equal_torch_fft(frames):
+    forward, inverse = real_dft_matrices(frames)
+    x = torch.randn(frames, 7, dtype=torch.float64)
+    spec = torch.fft.rfft(x, dim=0, norm="ortho")
+    torch.testing.assert_close(forward @ x, torch.cat([spec.real, spec.imag]))
+    z = torch.randn(2 * (frames // 2 + 1), 7, dtype=torch.float64)
+    m = frames // 2 + 1
+    expected = torch.fft.irfft(torch.complex(z[:m], z[m:]), n=frames, dim=0, norm="ortho")
+    torch.testing.assert_close(inverse @ z, expected)
 
 
 def circular_conv_reference(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
@@ -131,7 +144,8 @@ def test_running_statistics_match_torch_batchnorm():
         block.alpha.normal_()
     reference = torch.nn.BatchNorm1d(16, affine=False).train()
     seen = []
-    block.mixing.register_forward_hook(lambda m, i, o: seen.append(o.detach().view(-1, 16, o.shape[-1])))
+    # mixing output rows are (channel, real/imag): the norm sees (B, C, 2 x bins x HW)
+    block.mixing.register_forward_hook(lambda m, i, o: seen.append(o.detach().view(o.shape[0], 16, -1)))
     for _ in range(3):
         block(torch.randn(2, 16, 4, 3, 3, requires_grad=True)).sum().backward()
     for z in seen[::2]:  # every forward is seen twice: once more in the recomputation
@@ -159,3 +173,12 @@ def test_autocast_runs_the_spectral_path_in_float32():
         out = block(x.bfloat16())
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), block(x.bfloat16().float()), rtol=2e-2, atol=2e-2)
+
+
+def test_inference_mode_then_training_works():
+    block = DTFBlock(16, 4, filter_groups=4)
+    x = torch.randn(1, 16, 4, 3, 3)
+    with torch.inference_mode():
+        block.eval()(x)
+    block.train()(x.clone().requires_grad_()).sum().backward()
+    assert block.alpha.grad is not None

@@ -12,13 +12,17 @@ Input F: (B, C, T, H, W). With M = T // 2 + 1 frequency bins:
    zero, so that a new block is the identity.
 6. f' = inverse rFFT (n = T, orthonormal); output = F + f' + bias    (eq. 5; residual on F)
 
-The spectral path (2-6) runs in float32 even under autocast: cuFFT takes half precision
-only for power-of-two lengths and bfloat16 not at all.
+The spectral path (2-6) runs in float32 even under autocast. The transforms along time are
+real DFTs computed as two small matmuls (T is 1-16 inside these networks, where a matmul
+beats a strided FFT call); they equal `torch.fft.rfft/irfft(norm="ortho")` to float
+precision (tests). Everything stays in real arithmetic, laid out per channel as
+[real bins; imaginary bins], so the mixing, the norm and the inverse need no copies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import torch
@@ -43,12 +47,40 @@ def num_bins(num_frames: int) -> int:
     return num_frames // 2 + 1
 
 
+def real_dft_matrices(num_frames: int, dtype=torch.float64, device=None) -> tuple[Tensor, Tensor]:
+    """Orthonormal real DFT along time as matrices.
+
+    Returns ``forward`` (2M, T) and ``inverse`` (T, 2M): for a signal x of length T,
+    ``forward @ x`` is [Re rfft(x); Im rfft(x)] and ``inverse @ [re; im]`` equals
+    ``irfft(re + i im, n=T)``, both with norm="ortho". As irfft does, the inverse ignores
+    the imaginary parts of the DC and Nyquist bins (their sine rows are zero).
+    """
+    t, m = num_frames, num_bins(num_frames)
+    ang = 2 * math.pi * torch.outer(torch.arange(m, dtype=torch.float64), torch.arange(t, dtype=torch.float64)) / t
+    scale = 1 / math.sqrt(t)
+    forward = torch.cat([torch.cos(ang), -torch.sin(ang)], 0) * scale
+    weight = torch.full((m, 1), 2.0, dtype=torch.float64)  # each bin stands for itself and its mirror
+    weight[0] = 1.0
+    if t % 2 == 0:
+        weight[-1] = 1.0
+    inverse = torch.cat([torch.cos(ang) * weight, -torch.sin(ang) * weight], 0).T * scale
+    return forward.to(device=device, dtype=dtype), inverse.to(device=device, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_dft(num_frames: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    # Built outside inference mode: a tensor made there could never join a training graph.
+    with torch.inference_mode(False), torch.no_grad():
+        return real_dft_matrices(num_frames, dtype, device)
+
+
 class SpectralChannelMixing(nn.Module):
     """A complex C x C linear map over channels, applied as one real (2C x 2C) matmul.
 
-    ``complex_weight[o, i] = (re, im)``; for a spectrum stacked as [real; imag] along the
-    channel axis, [[Wr, -Wi], [Wi, Wr]] gives exactly the complex product, so the matmul
-    does the 4 real multiply-adds of each complex one (and FLOP counters see them all).
+    ``complex_weight[o, i] = (re, im)``. Rows and columns of the real matrix are ordered
+    (channel, part): entry ((o, p), (i, q)) is Wr for p = q, -Wi for (p, q) = (re, im) and
+    Wi for (im, re), which is exactly the complex product; the matmul does the 4 real
+    multiply-adds of each complex one (and FLOP counters see them all).
     """
 
     def __init__(self, channels: int):
@@ -58,10 +90,11 @@ class SpectralChannelMixing(nn.Module):
 
     def real_matrix(self) -> Tensor:
         wr, wi = self.complex_weight.unbind(-1)
-        return torch.cat([torch.cat([wr, -wi], 1), torch.cat([wi, wr], 1)], 0)
+        c = self.channels
+        return torch.stack([torch.stack([wr, -wi], -1), torch.stack([wi, wr], -1)], 1).reshape(2 * c, 2 * c)
 
     def forward(self, z: Tensor) -> Tensor:
-        """z: (B, 2C, L) with real parts in the first C channels, imaginary in the last C."""
+        """z: (B, 2C, L), row 2c the real part of channel c and row 2c + 1 its imaginary part."""
         return torch.matmul(self.real_matrix(), z)
 
     def extra_repr(self) -> str:
@@ -119,7 +152,7 @@ class DTFBlock(nn.Module):
         )
         if dynamic:
             in_ch = (channels + (kernel_size**2 if correlation else 0)) * num_frames
-            # Output channels laid out as (filter, bin, real/imag).
+            # Output channels laid out as (filter, real/imag, bin).
             self.filter_estimator = nn.Conv2d(in_ch, n_filters * bins * 2, kernel_size=1, bias=False)
             nn.init.kaiming_normal_(self.filter_estimator.weight, mode="fan_out", nonlinearity="relu")
             self.register_parameter("fixed_filter", None)
@@ -144,16 +177,21 @@ class DTFBlock(nn.Module):
                 f"T={x.shape[2]} (the model's number of frames is fixed when it is built)"
             )
 
-    def estimate_filter(self, y: Tensor, corr: Tensor | None) -> Tensor:
-        """The frequency filter: (B, C/G, M, H, W) complex (dynamic) or (1, C/G, M, 1, 1)."""
+    def filter_parts(self, y: Tensor, corr: Tensor | None) -> Tensor:
+        """The frequency filter as real and imaginary parts: (B, C/G, 2, M, H*W), or
+        (1, C/G, 2, M, 1) for the fixed filter."""
         b, c, t, h, w = y.shape
-        bins = num_bins(t)
         if not self.dynamic:
-            return torch.view_as_complex(self.fixed_filter.to(y.dtype))[None, :, :, None, None]
+            return self.fixed_filter.to(y.dtype).permute(0, 2, 1)[None, ..., None]
         feats = y if corr is None else torch.cat([y, corr], dim=1)
         feats = feats.reshape(b, -1, h, w)  # (C + k^2) x T values per location, channel-major
-        out = self.filter_estimator(feats).view(b, -1, bins, 2, h, w)
-        return torch.complex(out[:, :, :, 0], out[:, :, :, 1])
+        return self.filter_estimator(feats).view(b, -1, 2, num_bins(t), h * w)
+
+    def estimate_filter(self, y: Tensor, corr: Tensor | None) -> Tensor:
+        """The frequency filter S_i, complex: (B, C/G, M, H, W) (dynamic) or (1, C/G, M, 1, 1)."""
+        parts = self.filter_parts(y, corr)
+        h, w = (y.shape[-2:] if self.dynamic else (1, 1))
+        return torch.complex(parts[:, :, 0], parts[:, :, 1]).unflatten(-1, (h, w))
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
@@ -177,18 +215,17 @@ class DTFBlock(nn.Module):
                 corr = None
         else:
             y, corr = f, None
-        spectrum = torch.fft.rfft(y, dim=2, norm="ortho")  # (B, C, M, H, W)
-        bins = spectrum.shape[2]
-        filt = self.estimate_filter(y, corr)  # (B, C/G, M, H, W)
-        g = self.filter_groups
-        modulated = (spectrum.view(b, c // g, g, bins, h, w) * filt.unsqueeze(2)).view(b, c, bins, h, w)
-        # [real; imag] stacked on channels -> real 2C x 2C mixing -> norm over both parts.
-        z = torch.view_as_real(modulated).permute(0, 5, 1, 2, 3, 4).reshape(b, 2 * c, -1)
-        z = self.mixing(z).view(b * 2, c, -1)
-        z, stats = self._normalise(z)
-        z = (z * self.alpha.view(1, c, 1)).view(b, 2, c, bins, h, w)
-        filtered = torch.complex(z[:, 0], z[:, 1])
-        out = torch.fft.irfft(filtered, n=t, dim=2, norm="ortho")
+        bins, g, hw = num_bins(t), self.filter_groups, h * w
+        forward_dft, inverse_dft = _cached_dft(t, f.dtype, f.device)
+        # S = rFFT_T(Y): (B*C, 2M, HW), per channel [real bins; imaginary bins]
+        spectrum = torch.matmul(forward_dft, y.reshape(b * c, t, hw)).view(b, c // g, g, 2, bins, hw)
+        filt = self.filter_parts(y, corr).unsqueeze(2)  # shared by the G channels of a group
+        sr, si, fr, fi = spectrum[:, :, :, 0], spectrum[:, :, :, 1], filt[:, :, :, 0], filt[:, :, :, 1]
+        modulated = torch.stack((sr * fr - si * fi, sr * fi + si * fr), dim=3)  # S' = S * S_c
+        z = self.mixing(modulated.view(b, 2 * c, bins * hw))  # rows (channel, part)
+        z, stats = self._normalise(z.view(b, c, 2 * bins * hw))  # norm over both parts
+        z = z * self.alpha.view(1, c, 1)
+        out = torch.matmul(inverse_dft, z.view(b * c, 2 * bins, hw)).view(b, c, t, h, w)
         return f + out + self.bias.view(1, c, 1, 1, 1), stats
 
     def _normalise(self, z: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
@@ -219,12 +256,12 @@ class DTFBlock(nn.Module):
         b, c, t, h, w = x.shape
         return 4 * b * c * num_bins(t) * h * w
 
-    def fft_flops(self, x: Tensor) -> float:
-        """Real FLOPs of the forward and inverse real FFTs (2.5 N log2 N each, N = T)."""
+    def transform_macs(self, x: Tensor) -> int:
+        """Multiply-adds of the forward and inverse real DFTs along time (two matmuls of
+        2M x T per channel and location). Counted apart from the total, as the paper leaves
+        its FFTs out; a FLOP counter sees them as matmuls, so `measure_cost` moves them."""
         b, c, t, h, w = x.shape
-        if t < 2:
-            return 0.0
-        return 2 * 2.5 * t * math.log2(t) * b * c * h * w
+        return 2 * b * c * h * w * 2 * num_bins(t) * t
 
     def extra_repr(self) -> str:
         return (
