@@ -33,7 +33,7 @@ def brute_force_aggregation(x: torch.Tensor, k: int):
                     scores = torch.stack([torch.dot(query, kk) / c_ for kk in keys])
                     corr[b, :, t + 1, h, w] = scores
                     weights = torch.softmax(scores, dim=0)
-                    y[b, :, t, h, w] = query + sum(wj * kk for wj, kk in zip(weights, keys))
+                    y[b, :, t, h, w] = query + sum(wj * kk for wj, kk in zip(weights, keys, strict=True))
     return y, corr
 
 

@@ -131,7 +131,7 @@ def test_recomputation_gives_the_same_gradients_and_updates_statistics_once():
     x = torch.randn(2, 16, 4, 4, 4)
     for blk in (a, b):
         blk(x).square().sum().backward()
-    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa.grad, pb.grad, msg=name)
     torch.testing.assert_close(a.norm.running_mean, b.norm.running_mean)
     torch.testing.assert_close(a.norm.running_var, b.norm.running_var)

@@ -9,8 +9,16 @@ import torch
 from torch import nn
 
 from dtfcli.models import (
-    DTFBlock, DTFNet, DTFSwin, DynamicTemporalConv, TemporalConv, TemporalShift, create_model,
-    get_model_spec, list_models, model_from_config,
+    DTFBlock,
+    DTFNet,
+    DTFSwin,
+    DynamicTemporalConv,
+    TemporalConv,
+    TemporalShift,
+    create_model,
+    get_model_spec,
+    list_models,
+    model_from_config,
 )
 
 REQUIRED = ["dtfnet_r50", "dtfnet_r101", "dtf_swin_t", "dtf_swin_s", "dtf_swin_b", "c2d_r50", "c2d_swin_b", "tsm_r50"]

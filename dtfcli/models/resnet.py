@@ -148,7 +148,7 @@ class DTFNet(nn.Module):
         self.maxpool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
 
         cin = stem_width
-        for i, (n_blocks, planes) in enumerate(zip(layers, widths), start=1):
+        for i, (n_blocks, planes) in enumerate(zip(layers, widths, strict=True), start=1):
             settings = _TemporalSettings(
                 temporal if i in temporal_stages else "none",
                 self.frames_inside, kernel_size, filter_groups, tsm_fold_div,

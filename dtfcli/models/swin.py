@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-import torch
 from torch import Tensor, nn
 from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlock
 
@@ -108,7 +107,7 @@ class DTFSwin(nn.Module):
             )
         ]
         total, block_id = sum(depths), 0
-        for i, (depth, heads) in enumerate(zip(depths, num_heads)):
+        for i, (depth, heads) in enumerate(zip(depths, num_heads, strict=True)):
             dim = embed_dim * 2**i
             blocks = []
             for j in range(depth):
