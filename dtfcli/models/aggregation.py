@@ -51,7 +51,7 @@ def _correlate(query: Tensor, key: Tensor, offsets, out: Tensor) -> None:
         q_idx, k_idx = _window(h, w, dy, dx)
         if q_idx[1].start >= q_idx[1].stop or q_idx[2].start >= q_idx[2].stop:
             continue
-        out[:, j][q_idx] = (query[q_idx] * key[k_idx]).sum(1) / c
+        out[:, j][q_idx] = torch.linalg.vecdot(query[q_idx], key[k_idx], dim=1).div_(c)
 
 
 class _FrameAggregationFn(torch.autograd.Function):
@@ -72,7 +72,7 @@ class _FrameAggregationFn(torch.autograd.Function):
                 head = y[:, :, :-1]
                 for j, (dy, dx) in enumerate(offsets):
                     q_idx, k_idx = _window(h, w, dy, dx)
-                    head[q_idx] += weights[:, j : j + 1][q_idx] * nxt[k_idx]
+                    head[q_idx].addcmul_(weights[:, j : j + 1][q_idx], nxt[k_idx])
         ctx.kernel_size = kernel_size
         ctx.aggregate = aggregate
         ctx.save_for_backward(x, weights)
@@ -95,8 +95,8 @@ class _FrameAggregationFn(torch.autograd.Function):
             for j, (dy, dx) in enumerate(offsets):
                 q_idx, k_idx = _window(h, w, dy, dx)
                 gj = g0[:, j : j + 1][q_idx] / c
-                gx0[q_idx] += gj * x0[k_idx]
-                gx0[k_idx] += gj * x0[q_idx]
+                gx0[q_idx].addcmul_(gj, x0[k_idx])
+                gx0[k_idx].addcmul_(gj, x0[q_idx])
         if t == 1:
             return grad_x, None, None
 
@@ -110,8 +110,8 @@ class _FrameAggregationFn(torch.autograd.Function):
             g_weights = torch.zeros_like(weights)
             for j, (dy, dx) in enumerate(offsets):
                 q_idx, k_idx = _window(h, w, dy, dx)
-                g_weights[:, j][q_idx] = (g_head[q_idx] * nxt[k_idx]).sum(1)
-                g_next[k_idx] += weights[:, j : j + 1][q_idx] * g_head[q_idx]
+                g_weights[:, j][q_idx] = torch.linalg.vecdot(g_head[q_idx], nxt[k_idx], dim=1)
+                g_next[k_idx].addcmul_(weights[:, j : j + 1][q_idx], g_head[q_idx])
             # softmax backward over the k^2 neighbours
             g_soft = weights * (g_weights - (weights * g_weights).sum(1, keepdim=True))
             g_scores = g_soft if g_scores is None else g_scores + g_soft
@@ -120,8 +120,8 @@ class _FrameAggregationFn(torch.autograd.Function):
             for j, (dy, dx) in enumerate(offsets):
                 q_idx, k_idx = _window(h, w, dy, dx)
                 gj = g_scores[:, j : j + 1][q_idx] / c
-                g_prev[q_idx] += gj * nxt[k_idx]
-                g_next[k_idx] += gj * prev[q_idx]
+                g_prev[q_idx].addcmul_(gj, nxt[k_idx])
+                g_next[k_idx].addcmul_(gj, prev[q_idx])
         return grad_x, None, None
 
 

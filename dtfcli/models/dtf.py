@@ -183,9 +183,13 @@ class DTFBlock(nn.Module):
         b, c, t, h, w = y.shape
         if not self.dynamic:
             return self.fixed_filter.to(y.dtype).permute(0, 2, 1)[None, ..., None]
-        feats = y if corr is None else torch.cat([y, corr], dim=1)
-        feats = feats.reshape(b, -1, h, w)  # (C + k^2) x T values per location, channel-major
-        return self.filter_estimator(feats).view(b, -1, 2, num_bins(t), h * w)
+        # The 1x1 conv over concat(Y, F_cor) flattened channel-major as (C + k^2) x T, applied
+        # as one matmul per part so that the concatenation is never materialised.
+        weight = self.filter_estimator.weight.flatten(1)  # (out, (C + k^2) T)
+        out = torch.matmul(weight[:, : c * t], y.reshape(b, c * t, h * w))
+        if corr is not None:  # the output is small (C/G x 2M per location): adding is cheap
+            out = out + torch.matmul(weight[:, c * t :], corr.reshape(b, -1, h * w))
+        return out.view(b, -1, 2, num_bins(t), h * w)
 
     def estimate_filter(self, y: Tensor, corr: Tensor | None) -> Tensor:
         """The frequency filter S_i, complex: (B, C/G, M, H, W) (dynamic) or (1, C/G, M, 1, 1)."""
