@@ -84,9 +84,9 @@ def hub_download(
         # Raised when the Hub is unreachable (or HF_HUB_OFFLINE=1) and the file is not cached.
         if optional:  # the required files are fetched first, so their absence is reported
             return None
+        why = "offline mode is on (HF_HUB_OFFLINE)" if offline_requested() else "the Hub is unreachable"
         raise OfflineError(
-            f"could not fetch {filename} of {where}: the Hub is unreachable"
-            f"{' (HF_HUB_OFFLINE is set)' if offline_requested() else ''} and it is not in the local cache; "
+            f"could not fetch {filename} of {where}: {why} and it is not in the local cache; "
             f"on a connected machine run `hf download {repo_id}{' --revision ' + revision if revision else ''}` "
             "and copy the Hugging Face cache here (HF_HUB_CACHE), or pass the downloaded folder's path instead"
         ) from None
