@@ -3,7 +3,8 @@
 It serves the routes huggingface_hub uses to download files (HEAD/GET
 ``/{repo}/resolve/{revision}/{path}``, with the X-Repo-Commit / ETag / X-Linked-Etag
 headers and X-Error-Code on 404s) and to push them (``/api/repos/create``,
-``/api/validate-yaml``, ``/api/models/{repo}/preupload/{rev}``, ``/api/models/{repo}/commit/{rev}``
+``/api/validate-yaml``, ``/api/models/{repo}/branch/{name}``, ``/api/models/{repo}/preupload/{rev}``,
+``/api/models/{repo}/commit/{rev}``
 with every file uploaded "regular", i.e. inline). Files of a commit are kept in memory;
 every request is logged in `requests` so a test can prove nothing reached the network.
 """
@@ -117,6 +118,14 @@ def _handler(hub: FakeHub):
                 return self._json({"files": [
                     {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files
                 ]})
+            if len(parts) == 6 and parts[0] == "api" and parts[4] == "branch":
+                repo = hub.repos[f"{parts[2]}/{parts[3]}"]
+                branch = unquote(parts[5])
+                if branch in repo["branches"]:
+                    return self._send(409, b'{"error": "Reference already exists"}')
+                if repo["branches"].get("main"):
+                    repo["branches"][branch] = repo["branches"]["main"]
+                return self._json({})
             if len(parts) == 6 and parts[0] == "api" and parts[4] == "commit":
                 repo_id, branch = f"{parts[2]}/{parts[3]}", unquote(parts[5])
                 files = {}

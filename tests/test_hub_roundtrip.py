@@ -88,11 +88,16 @@ def test_push_then_load_hf_uri_is_bit_identical_and_revisions_pin(tmp_path):
         save_pretrained(second, tmp_path / "second", labels=LABELS[::-1])
         second_ref = push_to_hub(tmp_path / "second", "dtf-org/tiny-motion", endpoint=hub.endpoint, token="hf_test")
 
+        branch_ref = push_to_hub(first, "dtf-org/tiny-motion", labels=LABELS, revision="v1.0",
+                                 endpoint=hub.endpoint, token="hf_test")
+
         latest, latest_info = load_model("hf://dtf-org/tiny-motion", endpoint=hub.endpoint, cache_dir=cache)
         pinned, pinned_info = load_model(first_ref, endpoint=hub.endpoint, cache_dir=cache)
+        branch, branch_info = load_model("hf://dtf-org/tiny-motion@v1.0", endpoint=hub.endpoint, cache_dir=cache)
 
     assert torch.equal(logits(latest), logits(second))
-    assert torch.equal(logits(pinned), logits(first))
+    assert torch.equal(logits(pinned), logits(first)) and torch.equal(logits(branch), logits(first))
+    assert branch_info.location == branch_ref != first_ref
     assert latest_info.location == second_ref and pinned_info.location == first_ref
     assert latest_info.labels == LABELS[::-1] and pinned_info.labels == LABELS
     # The hub copy is byte-identical to the local export.

@@ -68,7 +68,7 @@ class WeightsInfo:
 
 
 def load_model(
-    source: str,
+    source: str | Path,
     num_classes: int | None = None,
     device: str | torch.device = "cpu",
     for_training: bool = False,
@@ -102,6 +102,7 @@ def load_model(
     Raises:
         WeightsError subclasses (dtfcli.hub.errors), each with a one-line message.
     """
+    source = str(source)
     hub = dict(token=token, endpoint=endpoint, cache_dir=cache_dir)
     want = dict(num_classes=num_classes, device=device, for_training=for_training)
     if source.startswith(HF_PREFIX):
@@ -145,7 +146,7 @@ def _load_hub(source: str, sha256: str | None, hub: dict, want: dict) -> tuple[n
     labels_path = hub_download(repo_id, LABELS_NAME, revision, optional=True, **hub)
     commit = Path(weights_path).parent.name  # huggingface_hub's cache: snapshots/<commit>/<file>
     config = _read_config(Path(config_path), source)
-    labels = _read_labels(Path(labels_path), source) if labels_path else config.get("labels")
+    labels = _read_labels(Path(labels_path)) if labels_path else config.get("labels")
     model, info = _load_file(
         Path(weights_path), source, "hub", sha256, config, labels, want, location=f"hf://{repo_id}@{commit}"
     )
@@ -160,7 +161,7 @@ def _load_folder(folder: Path, source: str, kind: str, sha256: str | None, confi
         raise WeightsNotFoundError(f"{folder}: no {WEIGHTS_NAME} in the folder{hint}")
     if config is None and (folder / CONFIG_NAME).is_file():
         config = _read_config(folder / CONFIG_NAME, str(folder / CONFIG_NAME))
-    labels = _read_labels(folder / LABELS_NAME, source) if (folder / LABELS_NAME).is_file() else None
+    labels = _read_labels(folder / LABELS_NAME) if (folder / LABELS_NAME).is_file() else None
     return _load_file(weights, source, kind, sha256, config, labels, want)
 
 
@@ -245,5 +246,6 @@ def _read_config(path: Path, where: str) -> dict[str, Any]:
     return config
 
 
-def _read_labels(path: Path, where: str) -> list[str]:
+def _read_labels(path: Path) -> list[str]:
+    """labels.txt: one class name per line, in output order."""
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -163,6 +163,8 @@ def push_to_hub(
     try:
         api.create_repo(repo_id, repo_type="model", exist_ok=True,
                         **({"private": private} if private is not None else {}))
+        if revision is not None:  # upload_folder needs the branch to exist
+            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
         commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
                                    revision=revision, commit_message=commit_message,
                                    allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, LABELS_NAME, CARD_NAME])
