@@ -143,6 +143,12 @@ def push_to_hub(
     repository, creating it if needed. Returns ``hf://repo_id@<commit>``, which loads
     exactly what was pushed.
 
+    Args:
+        labels, metrics: as for `save_pretrained` (used when a model is given).
+        revision: the branch to push to (created from the default branch if missing).
+        token, endpoint: passed to `huggingface_hub.HfApi` (default: HF_TOKEN / the login,
+            HF_ENDPOINT).
+
     Raises:
         ConfigError: the folder lacks config.json or model.safetensors.
         OfflineError: offline mode is on or the Hub cannot be reached.
