@@ -25,6 +25,6 @@ from dtfcli.hub.saving import push_to_hub, save_pretrained
 __all__ = [
     "ChecksumError", "ClassCountMismatchError", "ConfigError", "KeyMismatchError", "Manifest", "OfflineError",
     "ShapeMismatchError", "StateDictMismatchError", "UnsafeCheckpointError", "WeightsError", "WeightsInfo",
-    "WeightsNotFoundError", "WeightsUnavailableError", "find_manifest", "inflate_imagenet", "inflate_state_dict",
-    "list_manifests", "load_model", "push_to_hub", "read_manifest", "save_pretrained",
+    "WeightsNotFoundError", "WeightsUnavailableError", "find_manifest", "inflate_imagenet",
+    "inflate_state_dict", "list_manifests", "load_model", "push_to_hub", "read_manifest", "save_pretrained",
 ]

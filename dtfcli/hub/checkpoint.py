@@ -125,7 +125,9 @@ def state_dict_diff(
     return missing, unexpected, wrong_shape
 
 
-def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], where: str, skip_head: bool = False) -> None:
+def load_into(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], where: str, skip_head: bool = False
+) -> None:
     """Copy `state_dict` into `model` after checking it fits exactly.
 
     Args:

@@ -85,16 +85,18 @@ def hub_download(
         if optional:  # the required files are fetched first, so their absence is reported
             return None
         why = "offline mode is on (HF_HUB_OFFLINE)" if offline_requested() else "the Hub is unreachable"
+        command = f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
         raise OfflineError(
             f"could not fetch {filename} of {where}: {why} and it is not in the local cache; "
-            f"on a connected machine run `hf download {repo_id}{' --revision ' + revision if revision else ''}` "
-            "and copy the Hugging Face cache here (HF_HUB_CACHE), or pass the downloaded folder's path instead"
+            f"on a connected machine run `{command}` and "
+            "copy the Hugging Face cache here (HF_HUB_CACHE), or pass the downloaded folder's path instead"
         ) from None
     except RevisionNotFoundError:
         raise WeightsNotFoundError(f"{where}: revision {revision!r} does not exist") from None
     except RepositoryNotFoundError:  # also gated repositories
         raise WeightsNotFoundError(
-            f"{where}: repository not found, or it is private/gated and needs a token (HF_TOKEN or `hf auth login`)"
+            f"{where}: repository not found, or it is private/gated and needs a token "
+            "(HF_TOKEN or `hf auth login`)"
         ) from None
     except EntryNotFoundError:
         if optional:

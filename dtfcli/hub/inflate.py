@@ -98,7 +98,8 @@ def inflate_state_dict(
     """
     target = model.state_dict()
     out = dict(target)
-    missing = [k for k in target if k not in state_dict_2d and not is_temporal_key(k) and not k.startswith(HEAD_PREFIXES)]
+    kept_by_design = {k for k in target if is_temporal_key(k) or k.startswith(HEAD_PREFIXES)}
+    missing = [k for k in target if k not in state_dict_2d and k not in kept_by_design]
     unexpected = [k for k in state_dict_2d if k not in target and not k.startswith(HEAD_PREFIXES)]
     wrong_shape = []
     for key, value in state_dict_2d.items():
@@ -120,7 +121,9 @@ def inflate_state_dict(
     return out
 
 
-def inflate_imagenet(model: nn.Module, source: str | Path = "torchvision", sha256: str | None = None) -> dict[str, Any]:
+def inflate_imagenet(
+    model: nn.Module, source: str | Path = "torchvision", sha256: str | None = None
+) -> dict[str, Any]:
     """Initialise a video model from 2D ImageNet weights, in place.
 
     Args:

@@ -120,7 +120,8 @@ def load_model(
             return _load_manifest(read_manifest(path), source, hub, want)
         kind = "legacy" if path.suffix in LEGACY_SUFFIXES else "safetensors"
         return _load_file(path, source, kind, sha256, config, None, want)
-    if any(sep in source for sep in ("/", "\\")) or path.suffix in (*SAFETENSORS_SUFFIXES, *LEGACY_SUFFIXES, ".json"):
+    looks_like_path = any(sep in source for sep in ("/", "\\"))
+    if looks_like_path or path.suffix in (*SAFETENSORS_SUFFIXES, *LEGACY_SUFFIXES, ".json"):
         raise WeightsNotFoundError(f"{source}: no such file or folder")
     manifest = find_manifest(source)
     if manifest is not None:
@@ -128,15 +129,17 @@ def load_model(
     if source in list_models():
         if not for_training:
             raise WeightsUnavailableError(
-                f"{source}: an architecture with no published weights; pass a folder, file or hf:// repository, "
-                "or build it for training (for_training=True)"
+                f"{source}: an architecture with no published weights; pass a folder, file or hf:// "
+                "repository, or build it for training (for_training=True)"
             )
         model = create_model(source, num_classes=num_classes).to(device).train()
         return model, WeightsInfo(source, "registry", None, None, None, dict(model.config))
     known = [m.name for m in list_manifests()] + list_models()
     close = difflib.get_close_matches(source, known, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see `dtf models`"
-    raise WeightsNotFoundError(f"{source}: not a file, folder, hf:// repository, manifest or model name{hint}")
+    raise WeightsNotFoundError(
+        f"{source}: not a file, folder, hf:// repository, manifest or model name{hint}"
+    )
 
 
 def _load_hub(source: str, sha256: str | None, hub: dict, want: dict) -> tuple[nn.Module, WeightsInfo]:
@@ -156,7 +159,8 @@ def _load_hub(source: str, sha256: str | None, hub: dict, want: dict) -> tuple[n
 def _load_folder(folder: Path, source: str, kind: str, sha256: str | None, config: dict | None, want: dict):
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
-        others = sorted(p.name for p in folder.iterdir() if p.suffix in (*SAFETENSORS_SUFFIXES, *LEGACY_SUFFIXES))
+        weight_suffixes = (*SAFETENSORS_SUFFIXES, *LEGACY_SUFFIXES)
+        others = sorted(p.name for p in folder.iterdir() if p.suffix in weight_suffixes)
         hint = f" (found {', '.join(others)}: pass the file itself)" if others else ""
         raise WeightsNotFoundError(f"{folder}: no {WEIGHTS_NAME} in the folder{hint}")
     if config is None and (folder / CONFIG_NAME).is_file():
@@ -209,7 +213,8 @@ def _load_file(
         labels = [str(x) for x in config["labels"]]
     model, fresh_head = _build(config, state_dict, str(path), **want)
     if labels is not None and not fresh_head and len(labels) != model.config["num_classes"]:
-        raise ConfigError(f"{path}: {len(labels)} labels for a model with {model.config['num_classes']} classes")
+        classes = model.config["num_classes"]
+        raise ConfigError(f"{path}: {len(labels)} labels for a model with {classes} classes")
     info = WeightsInfo(
         source=source, kind=kind, location=location or str(path), sha256=digest,
         labels=None if fresh_head else labels, config=dict(model.config), fresh_head=fresh_head,

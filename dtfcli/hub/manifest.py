@@ -70,7 +70,8 @@ class Manifest:
         """The config `dtfcli.models.model_from_config` rebuilds the network from."""
         return {
             "name": self.architecture, "num_classes": self.num_classes, "num_frames": self.num_frames,
-            "crop_size": self.crop_size, "test_views": list(self.test_views), "overrides": dict(self.arch_options),
+            "crop_size": self.crop_size, "test_views": list(self.test_views),
+            "overrides": dict(self.arch_options),
         }
 
     def local_weights_path(self) -> Path:
@@ -134,7 +135,9 @@ def read_manifest(path: str | Path) -> Manifest:
 
     version = need("manifest_version", int)
     if version > MANIFEST_VERSION:
-        raise ConfigError(f"{path}: manifest_version {version} is newer than this dtf understands ({MANIFEST_VERSION})")
+        raise ConfigError(
+            f"{path}: manifest_version {version} is newer than this dtf understands ({MANIFEST_VERSION})"
+        )
     name = need("name", str)
     if name != path.stem:
         raise ConfigError(f"{path}: key 'name' ({name!r}) must equal the file name ({path.stem!r})")
@@ -170,7 +173,8 @@ def read_manifest(path: str | Path) -> Manifest:
         label_file = path.parent / labels
         if not label_file.is_file():
             raise ConfigError(f"{path}: key 'labels': no such file {label_file}")
-        labels = [line.strip() for line in label_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = label_file.read_text(encoding="utf-8").splitlines()
+        labels = [line.strip() for line in lines if line.strip()]
     if labels is not None:
         if not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
             raise ConfigError(f"{path}: key 'labels' must be a list of names, a file name or null")

@@ -28,7 +28,10 @@ from dtfcli.hub.errors import ConfigError, OfflineError, WeightsError
 from dtfcli.hub.fetch import offline_requested
 
 FORMAT_VERSION = 1
-CONFIG_NAME, WEIGHTS_NAME, LABELS_NAME, CARD_NAME = "config.json", "model.safetensors", "labels.txt", "README.md"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+LABELS_NAME = "labels.txt"
+CARD_NAME = "README.md"
 LIBRARY_NAME = "dtfcli"
 
 
@@ -83,7 +86,9 @@ def save_pretrained(
     return folder
 
 
-def model_card(config: dict[str, Any], license: str = "apache-2.0", description: str | None = None) -> ModelCard:
+def model_card(
+    config: dict[str, Any], license: str = "apache-2.0", description: str | None = None
+) -> ModelCard:
     """A model card whose YAML header carries the Hub metadata (library, licence, task,
     tags, and metrics as model-index results)."""
     name = config["name"]
@@ -100,15 +105,17 @@ def model_card(config: dict[str, Any], license: str = "apache-2.0", description:
     )
     labels = config.get("labels")
     views = config.get("test_views") or ()
+    crop = config.get("crop_size")
     body = "\n".join([
         f"# {name}",
         "",
-        description or f"A `{name}` video classifier from `dtf` (Dynamic Temporal Filtering, Long et al., ECCV 2022).",
+        description
+        or f"A `{name}` video classifier from `dtf` (Dynamic Temporal Filtering, Long et al., ECCV 2022).",
         "",
         "| | |", "|---|---|",
         f"| architecture | `{name}` ({config.get('family')}) |",
         f"| classes | {config['num_classes']} |",
-        f"| input | {config['num_frames']} frames, {config.get('crop_size')} x {config.get('crop_size')} crop |",
+        f"| input | {config['num_frames']} frames, {crop} x {crop} crop |",
         f"| test views | {' x '.join(str(v) for v in views)} (clips x crops) |",
         f"| labels | {'labels.txt' if labels else 'not recorded'} |",
         "",
@@ -177,5 +184,7 @@ def push_to_hub(
     except HfHubHTTPError as exc:
         raise WeightsError(f"push to hf://{repo_id} failed: {str(exc).splitlines()[0]}") from None
     except (ConnectionError, OSError) as exc:
-        raise OfflineError(f"cannot push to hf://{repo_id}: the Hub is unreachable ({type(exc).__name__})") from None
+        raise OfflineError(
+            f"cannot push to hf://{repo_id}: the Hub is unreachable ({type(exc).__name__})"
+        ) from None
     return f"hf://{repo_id}@{commit.oid}"
