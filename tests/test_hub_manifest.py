@@ -136,10 +136,13 @@ def test_manifest_with_an_hf_location_pins_the_sha256(tmp_path):
         _, info = load_model(ref, endpoint=hub.endpoint, cache_dir=tmp_path / "c")
         good = _write_manifest(tmp_path, "hub_good", ref, info.sha256)
         bad = _write_manifest(tmp_path, "hub_bad", ref, "0" * 64)
+        other = _write_manifest(tmp_path, "hub_other", ref, info.sha256, num_classes=3, labels=None)
 
         loaded, loaded_info = load_model(str(good), endpoint=hub.endpoint, cache_dir=tmp_path / "c")
         with pytest.raises(ChecksumError):
             load_model(str(bad), endpoint=hub.endpoint, cache_dir=tmp_path / "c")
+        with pytest.raises(ConfigError, match="hub_other.json: describes .*'num_classes': 3.* holds"):
+            load_model(str(other), endpoint=hub.endpoint, cache_dir=tmp_path / "c")
 
     assert torch.equal(logits(loaded), logits(model))
     assert loaded_info.manifest == "hub_good" and loaded_info.location == ref

@@ -115,7 +115,7 @@ def hub_download(
 def download_url(url: str, sha256: str, dest_dir: str | Path | None = None, what: str | None = None) -> Path:
     """A local copy of `url`, verified against `sha256` (a full hex digest or, for
     torchvision's files, the prefix their names carry). Downloads only when no verified
-    copy is cached under `dest_dir` (default ``cache_root()/"downloads"``).
+    copy is cached under `dest_dir` (default ``cache_root()/"downloads"/<sha256[:16]>``).
 
     Raises:
         OfflineError: not cached and the site cannot be reached (or offline mode is on);
@@ -124,7 +124,8 @@ def download_url(url: str, sha256: str, dest_dir: str | Path | None = None, what
     """
     if not sha256:
         raise WeightsError(f"{url}: refusing to download without a sha256 to check it against")
-    dest_dir = Path(dest_dir) if dest_dir is not None else cache_root() / "downloads"
+    # Keyed by the digest, so two URLs ending in the same file name do not collide.
+    dest_dir = Path(dest_dir) if dest_dir is not None else cache_root() / "downloads" / sha256[:16]
     name = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "download"
     dest = dest_dir / name
     what = what or url

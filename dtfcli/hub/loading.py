@@ -178,6 +178,12 @@ def _load_manifest(manifest: Manifest, source: str, hub: dict, want: dict) -> tu
         )
     if w.kind == "hf":
         model, info = _load_hub(w.location, w.sha256, hub, want)
+        described = {k: manifest.model_config()[k] for k in ("name", "num_frames")}
+        found = {k: info.config[k] for k in described}
+        if not info.fresh_head:
+            described["num_classes"], found["num_classes"] = manifest.num_classes, info.config["num_classes"]
+        if described != found:
+            raise ConfigError(f"{manifest.path}: describes {described} but {w.location} holds {found}")
     else:
         path = download_url(w.location, w.sha256) if w.kind == "url" else manifest.local_weights_path()
         if not path.is_file():
