@@ -45,6 +45,13 @@ class FakeHub:
         repo["branches"][branch] = oid
         return oid
 
+    def publish_folder(self, repo_id: str, folder) -> str:
+        """Commit every file of a local folder straight into the store (no push API); returns
+        the commit id. For tests about loading, which should not depend on pushing."""
+        from pathlib import Path
+
+        return self.commit(repo_id, {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()})
+
     def resolve(self, repo_id: str, revision: str) -> tuple[str | None, str | None]:
         """(error code, commit id) of a revision (branch name or commit id)."""
         repo = self.repos.get(repo_id)

@@ -26,7 +26,6 @@ from dtfcli.hub import (
     WeightsNotFoundError,
     WeightsUnavailableError,
     load_model,
-    push_to_hub,
     save_pretrained,
 )
 from dtfcli.hub.checkpoint import CONFIG_METADATA_KEY
@@ -96,7 +95,7 @@ def test_tampered_file_fails_its_sha256(tmp_path):
 def test_tampered_file_in_the_hub_cache_is_caught(tmp_path):
     cache = tmp_path / "hf-cache"
     with FakeHub() as hub:
-        push_to_hub(tiny_model(), "org/m", labels=LABELS, endpoint=hub.endpoint)
+        hub.publish_folder("org/m", save_pretrained(tiny_model(), tmp_path / "export", labels=LABELS))
         _, info = load_model("hf://org/m", endpoint=hub.endpoint, cache_dir=cache)
         blob = next((cache / "models--org--m" / "blobs").glob("?" * 64))  # the LFS file, named by its sha256
         data = bytearray(blob.read_bytes())

@@ -21,7 +21,6 @@ from dtfcli.hub import (
     WeightsUnavailableError,
     list_manifests,
     load_model,
-    push_to_hub,
     read_manifest,
     save_pretrained,
 )
@@ -132,7 +131,8 @@ def test_tampered_download_is_refused_and_not_cached(tmp_path, monkeypatch, file
 def test_manifest_with_an_hf_location_pins_the_sha256(tmp_path):
     model = tiny_model()
     with FakeHub() as hub:
-        ref = push_to_hub(model, "dtf-org/tiny", labels=LABELS, endpoint=hub.endpoint)
+        commit = hub.publish_folder("dtf-org/tiny", save_pretrained(model, tmp_path / "export", labels=LABELS))
+        ref = f"hf://dtf-org/tiny@{commit}"
         _, info = load_model(ref, endpoint=hub.endpoint, cache_dir=tmp_path / "c")
         good = _write_manifest(tmp_path, "hub_good", ref, info.sha256)
         bad = _write_manifest(tmp_path, "hub_bad", ref, "0" * 64)

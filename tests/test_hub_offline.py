@@ -15,7 +15,7 @@ import torch
 
 from _hub_helpers import LABELS, logits, tiny_model
 from _hub_server import FakeHub
-from dtfcli.hub import load_model, push_to_hub
+from dtfcli.hub import load_model, save_pretrained
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -44,7 +44,8 @@ def test_offline_and_unreachable_hub(tmp_path):
     model = tiny_model()
     torch.save(logits(model), tmp_path / "reference.pt")
     with FakeHub() as hub:  # a user's earlier, online session fills the cache
-        pinned = push_to_hub(model, "dtf-org/tiny", labels=LABELS, endpoint=hub.endpoint)
+        commit = hub.publish_folder("dtf-org/tiny", save_pretrained(model, tmp_path / "export", labels=LABELS))
+        pinned = f"hf://dtf-org/tiny@{commit}"
         load_model("hf://dtf-org/tiny", endpoint=hub.endpoint, cache_dir=cache)
     unreachable = _closed_port_url()
 
