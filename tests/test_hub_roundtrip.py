@@ -28,6 +28,8 @@ def test_folder_round_trip_gives_identical_logits_and_labels(tmp_path, name):
     assert info.config["name"] == name and info.config["num_frames"] == FRAMES
     assert info.metrics == {"synthetic-motion": {"top1": 81.5}}
     assert (folder / "labels.txt").read_text().split() == LABELS
+    by_config, _ = load_model(str(folder / "config.json"))  # pointing at the config means the folder
+    assert torch.equal(logits(by_config), logits(model))
 
 
 def test_saved_folder_is_hub_ready_with_a_model_card_header(tmp_path):

@@ -116,6 +116,8 @@ def load_model(
     if path.is_dir():
         return _load_folder(path, source, "folder", sha256, config, want)
     if path.is_file():
+        if path.name == CONFIG_NAME:  # the config of a saved folder: load the folder
+            return _load_folder(path.parent, source, "folder", sha256, config, want)
         if path.suffix == ".json":
             return _load_manifest(read_manifest(path), source, hub, want)
         kind = "legacy" if path.suffix in LEGACY_SUFFIXES else "safetensors"
@@ -150,10 +152,9 @@ def _load_hub(source: str, sha256: str | None, hub: dict, want: dict) -> tuple[n
     commit = Path(weights_path).parent.name  # huggingface_hub's cache: snapshots/<commit>/<file>
     config = _read_config(Path(config_path), source)
     labels = _read_labels(Path(labels_path)) if labels_path else config.get("labels")
-    model, info = _load_file(
+    return _load_file(
         Path(weights_path), source, "hub", sha256, config, labels, want, location=f"hf://{repo_id}@{commit}"
     )
-    return model, info
 
 
 def _load_folder(folder: Path, source: str, kind: str, sha256: str | None, config: dict | None, want: dict):
