@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dtfcli.models import create_model
@@ -38,3 +39,17 @@ def clip(seed: int = 1, size: int = 32) -> torch.Tensor:
 @torch.no_grad()
 def logits(model: torch.nn.Module, x: torch.Tensor | None = None) -> torch.Tensor:
     return model.eval()(clip() if x is None else x)
+
+
+@pytest.fixture(autouse=True)
+def single_threaded_torch():
+    """One intra-op thread while a hub test runs (autouse in every module that imports it).
+
+    The models here are tiny: on a busy 2-core machine torch's second thread spins and
+    waits far more than it computes (measured: 0.6 s vs 0.01 s per forward of dtfnet_tiny).
+    The previous setting is restored afterwards.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

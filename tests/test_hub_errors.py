@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from _hub_helpers import LABELS, tiny_model
+from _hub_helpers import LABELS, single_threaded_torch, tiny_model  # noqa: F401 (autouse)
 from _hub_server import FakeHub
 from dtfcli.hub import (
     ChecksumError,

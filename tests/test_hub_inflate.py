@@ -12,6 +12,7 @@ import torchvision
 from safetensors.torch import save_file
 from torch import nn
 
+from _hub_helpers import single_threaded_torch  # noqa: F401 (autouse fixture)
 from dtfcli.hub import ChecksumError, KeyMismatchError, OfflineError, ShapeMismatchError, inflate_imagenet
 from dtfcli.hub.inflate import is_temporal_key
 from dtfcli.models import create_model

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _hub_helpers import LABELS, logits, tiny_model
+from _hub_helpers import LABELS, logits, single_threaded_torch, tiny_model  # noqa: F401 (autouse)
 from _hub_server import FakeHub
 from dtfcli.hub import (
     ChecksumError,
