@@ -107,6 +107,7 @@ def test_tampered_file_in_the_hub_cache_is_caught(tmp_path):
     assert info.sha256 == blob.name
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notes pickle.dump's protocol 4
 @pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
 def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path, monkeypatch, writer):
     marker = tmp_path / "pwned"
@@ -168,3 +169,18 @@ def test_folder_with_only_a_pickle_checkpoint_is_not_guessed(tmp_path):
     torch.save(tiny_model().state_dict(), tmp_path / "pytorch_model.bin")
     with pytest.raises(WeightsNotFoundError, match="pytorch_model.bin: pass the file itself"):
         load_model(str(tmp_path))
+
+
+def test_missing_hub_repository_revision_and_file_are_named(tmp_path):
+    cache = tmp_path / "hf-cache"
+    with FakeHub() as hub:
+        hub.publish_folder("org/m", save_pretrained(tiny_model(), tmp_path / "export"))
+        hub.commit("org/config-only", {"config.json": (tmp_path / "export" / "config.json").read_bytes()})
+        with pytest.raises(WeightsNotFoundError, match="hf://org/absent: repository not found"):
+            load_model("hf://org/absent", endpoint=hub.endpoint, cache_dir=cache)
+        with pytest.raises(WeightsNotFoundError, match="hf://org/m@v9: revision 'v9' does not exist"):
+            load_model("hf://org/m@v9", endpoint=hub.endpoint, cache_dir=cache)
+        with pytest.raises(WeightsNotFoundError, match="hf://org/config-only: the repository has no model.safetensors"):
+            load_model("hf://org/config-only", endpoint=hub.endpoint, cache_dir=cache)
+        _, info = load_model("hf://org/m", endpoint=hub.endpoint, cache_dir=cache)  # saved without labels
+    assert info.labels is None
