@@ -1,6 +1,6 @@
 """Pure `torch.nn` models: the DTF block, DTF-Net, DTF-Transformer and their baselines.
 
-No file or network I/O happens here; weights are loaded by `dtfcli.weights`-level code.
+No file or network I/O happens here; weights are loaded and saved by `dtfcli.hub`.
 """
 
 from dtfcli.models.aggregation import FrameAggregation, frame_aggregation
