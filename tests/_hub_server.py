@@ -40,7 +40,8 @@ class FakeHub:
         repo = self.repos.setdefault(repo_id, {"branches": {}, "commits": {}})
         parent = repo["branches"].get(branch)
         tree = {**(repo["commits"][parent] if parent else {}), **files}
-        oid = hashlib.sha1(repr((parent, sorted((k, hashlib.sha256(v).hexdigest()) for k, v in tree.items()))).encode()).hexdigest()
+        digests = sorted((k, hashlib.sha256(v).hexdigest()) for k, v in tree.items())
+        oid = hashlib.sha1(repr((parent, digests)).encode()).hexdigest()
         repo["commits"][oid] = tree
         repo["branches"][branch] = oid
         return oid

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from _hub_helpers import LABELS, single_threaded_torch, tiny_model  # noqa: F401 (autouse)
 from _hub_server import FakeHub
+from safetensors.torch import save_file
+
 from dtfcli.hub import (
     ChecksumError,
     ClassCountMismatchError,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from _hub_helpers import single_threaded_torch  # noqa: F401 (autouse fixture)
 from safetensors.torch import save_file
 from torch import nn
 
-from _hub_helpers import single_threaded_torch  # noqa: F401 (autouse fixture)
 from dtfcli.hub import ChecksumError, KeyMismatchError, OfflineError, ShapeMismatchError, inflate_imagenet
 from dtfcli.hub.inflate import is_temporal_key
 from dtfcli.models import create_model
@@ -63,7 +63,8 @@ def test_dtfnet_from_resnet18_matches_2d_resnet_frame_by_frame(tmp_path):
 def test_dtf_swin_from_2d_swin_matches_it_frame_by_frame(tmp_path):
     # torchvision's SwinTransformer at dtf_swin_tiny's sizes (swin_t itself is 28M parameters;
     # the code path is the same, the test is 10x faster).
-    sizes = {k: list(v) if isinstance(v, tuple) else v for k, v in TINY_SWIN.items() if k in ("embed_dim", "depths", "num_heads")}
+    keep = ("embed_dim", "depths", "num_heads")
+    sizes = {k: list(v) if isinstance(v, tuple) else v for k, v in TINY_SWIN.items() if k in keep}
     torch.manual_seed(0)
     swin = torchvision.models.SwinTransformer(patch_size=[4, 4], window_size=[7, 7], **sizes).eval()
     save_file({k: v.contiguous() for k, v in swin.state_dict().items()}, str(tmp_path / "swin.safetensors"))

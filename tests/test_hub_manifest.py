@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _hub_helpers import LABELS, logits, single_threaded_torch, tiny_model  # noqa: F401 (autouse)
 from _hub_server import FakeHub
+
 from dtfcli.hub import (
     ChecksumError,
     ConfigError,

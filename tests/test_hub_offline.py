@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import torch
-
 from _hub_helpers import LABELS, logits, single_threaded_torch, tiny_model  # noqa: F401 (autouse)
 from _hub_server import FakeHub
+
 from dtfcli.hub import load_model, save_pretrained
 
 TESTS = Path(__file__).resolve().parent
@@ -32,7 +32,8 @@ def _probe(tmp_path: Path, env: dict[str, str], *sources: str) -> dict[str, dict
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "DTF_"))}
     proc = subprocess.run(
         [sys.executable, str(TESTS / "_hub_offline_probe.py"), str(tmp_path / "reference.pt"), *sources],
-        env={**clean, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **env}, capture_output=True, text=True, timeout=120, cwd=REPO,
+        env={**clean, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **env},
+        capture_output=True, text=True, timeout=120, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 import torch
+from _hub_helpers import FRAMES, LABELS, clip, logits, single_threaded_torch, tiny_model  # noqa: F401
+from _hub_server import FakeHub
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from _hub_helpers import FRAMES, LABELS, clip, logits, single_threaded_torch, tiny_model  # noqa: F401
-from _hub_server import FakeHub
 from dtfcli.hub import ClassCountMismatchError, load_model, push_to_hub, save_pretrained
 
 
