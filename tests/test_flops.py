@@ -62,6 +62,8 @@ def test_dtf_models_command_shows_params_and_gflops(run_cli):
     assert row["name"] == "dtfnet_r50" and row["views"] == "10x3" and row["frames"] == 16 and row["crop"] == 256
     assert abs(row["gflops"] - 25) / 25 < 0.10 and row["paper_gflops"] == 25
     assert 25 < row["params_m"] < 35
+    # the paper's rows are described by manifests, none with published weights
+    assert row["weights"] and not any(w["published"] for w in row["weights"])
 
     table = run_cli("models", "dtf_swin_*", check=True).stdout
     assert "dtf_swin_b" in table and "4x3" in table and "266" in table

@@ -17,7 +17,7 @@ def models_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     no_cost: bool = typer.Option(False, "--no-cost", help="Skip counting parameters and GFLOPs (faster)."),
 ) -> None:
-    """List the registered models: parameters, GFLOPs per view, frames, crop, test views.
+    """List the registered models: parameters, GFLOPs per view, frames, crop, test views, weights.
 
     GFLOPs are multiply-adds of one view (one clip, one crop) at the model's default input,
     counted on the meta device as the paper counts them; FFTs are not included.
@@ -39,7 +39,7 @@ def models_command(
     for col, kw in [("name", {"style": "bold", "no_wrap": True}), ("params (M)", {"justify": "right"}),
                     ("GFLOPs/view", {"justify": "right"}), ("paper", {"justify": "right"}),
                     ("frames", {"justify": "right"}), ("crop", {"justify": "right"}),
-                    ("views", {"justify": "right"}), ("description", {})]:
+                    ("views", {"justify": "right"}), ("weights", {}), ("description", {})]:
         if no_cost and col in ("params (M)", "GFLOPs/view"):
             continue
         table.add_column(col, **kw)
@@ -49,13 +49,20 @@ def models_command(
             cells += [f"{r['params_m']:.1f}", f"{r['gflops']:.1f}"]
         cells += [
             _paper_cell(r),
-            str(r["frames"]), str(r["crop"]), r["views"], r["description"],
+            str(r["frames"]), str(r["crop"]), r["views"], _weights_cell(r["weights"]), r["description"],
         ]
         table.add_row(*cells)
     console.print(table)
     console.print("GFLOPs: multiply-adds per view at the default input, FFTs excluded; "
                   "paper: the paper's figure for this clip length (@crop where it differs). See docs/models.md.",
                   style="dim")
+
+
+def _weights_cell(weights: list[dict]) -> str:
+    published = [w["manifest"] for w in weights if w["published"]]
+    if published:
+        return ", ".join(published)
+    return f"{len(weights)} unpublished" if weights else "-"
 
 
 def _paper_cell(row: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from dtfcli.hub.manifest import list_manifests
 from dtfcli.models import get_model_spec, list_models, model_cost
 
 
@@ -13,12 +14,15 @@ def model_inventory(
     """One row per registered model (optionally filtered by a shell pattern).
 
     Each row: name, family, description, frames, crop, views ("10x3"), params and
-    GFLOPs per view at the default input (counted on the meta device), and the paper's
-    GFLOPs and top-1 where the paper reports this model at this input.
+    GFLOPs per view at the default input (counted on the meta device), the paper's
+    GFLOPs and top-1 for this clip length, and the weights manifests that name the model.
     """
     names = list_models(pattern)
     if not names:
         raise ValueError(f"no registered model matches {pattern!r}; see `dtf models`")
+    manifests: dict[str, list] = {}
+    for manifest in list_manifests():
+        manifests.setdefault(manifest.architecture, []).append(manifest)
     rows = []
     for name in progress(names) if progress else names:
         spec = get_model_spec(name)
@@ -36,6 +40,11 @@ def model_inventory(
         row["paper_gflops"] = paper.gflops if paper else None
         row["paper_crop"] = paper.crop if paper else None
         row["paper_top1"] = dict(paper.top1) if paper else {}
+        # Weights described by manifests in weights/ (or $DTF_WEIGHTS_PATH), published or not.
+        row["weights"] = [
+            {"manifest": m.name, "published": bool(m.weights.published), "location": m.weights.location}
+            for m in manifests.get(name, [])
+        ]
         if with_cost:
             cost = model_cost(name)
             row["params_m"] = round(cost.params / 1e6, 2)
