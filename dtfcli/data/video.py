@@ -63,6 +63,7 @@ class FrameIndex:
 
     pts: list[int]
     keyframes: list[int]
+    seek_ts: dict[int, int]  # keyframe position -> timestamp to seek to
     seconds: np.ndarray
     time_base: Fraction
     sequential: bool  # True: identify frames by decode order (AVI)
@@ -135,7 +136,8 @@ def build_index(path: str | os.PathLike) -> FrameIndex:
                 if ts is None:
                     sequential = True
                     ts = len(pts_key)
-                pts_key.append((int(ts), bool(packet.is_keyframe)))
+                dts = packet.dts if packet.dts is not None else ts
+                pts_key.append((int(ts), bool(packet.is_keyframe), int(dts)))
         except av.FFmpegError as exc:
             if not pts_key:
                 raise VideoDecodeError(path, f"cannot read packets ({_ffmpeg_reason(exc)})") from None
@@ -147,17 +149,24 @@ def build_index(path: str | os.PathLike) -> FrameIndex:
             time_base = Fraction(1, 1) / Fraction(rate)
             pts = list(range(len(pts_key)))
             keyframes = [0]
+            seek_ts = {0: pts_key[0][2]}
         else:
             time_base = Fraction(stream.time_base)
             order = sorted(range(len(pts_key)), key=lambda i: pts_key[i][0])
             pts = [pts_key[i][0] for i in order]
             keyframes = [pos for pos, i in enumerate(order) if pts_key[i][1]] or [0]
+            # Seek by the keyframe's pts.  A packet flagged as a keyframe is not always a
+            # point the demuxer can seek to (MP4 seeks only to its sync-sample table), so a
+            # seek may land earlier; the decode loop copes with that.
+            seek_ts = {pos: pts[pos] for pos in keyframes}
             if keyframes[0] != 0:
                 keyframes.insert(0, 0)  # the decoder can always start at the beginning
+                seek_ts[0] = pts[0]
         seconds = (np.asarray(pts, np.float64) - pts[0]) * float(time_base)
         return FrameIndex(
             pts=pts,
             keyframes=keyframes,
+            seek_ts=seek_ts,
             seconds=seconds,
             time_base=time_base,
             sequential=sequential,
@@ -320,13 +329,15 @@ class PyAVReader(VideoReader):
         index = self.index
         pos_of_pts = {p: i for i, p in enumerate(index.pts)}
         remaining = list(wanted)
+        failed_tries = 0
         while remaining:
             target = remaining[0]
-            key = index.keyframes[bisect.bisect_right(index.keyframes, target) - 1]
-            container.seek(index.pts[key], stream=stream, backward=True, any_frame=False)
+            # First try: the keyframe before the target.  If that made no progress (the
+            # demuxer landed after the target), try once more from the very beginning.
+            key = index.keyframes[bisect.bisect_right(index.keyframes, target) - 1] if not failed_tries else 0
+            container.seek(index.seek_ts[key], stream=stream, backward=True, any_frame=False)
             self.stats.seeks += 1
-            # Decode forward while the next wanted frame is reachable without a later keyframe
-            # (then a fresh seek skips the frames in between).
+            progressed = False
             for frame in container.decode(stream):
                 self.stats.frames_decoded += 1
                 ts = frame.pts if frame.pts is not None else frame.dts
@@ -336,19 +347,27 @@ class PyAVReader(VideoReader):
                 if position in remaining:
                     out[position] = self._frame_array(frame)
                     remaining.remove(position)
+                    progressed = True
                 if not remaining:
                     break
                 nxt = remaining[0]
                 if nxt < position:
-                    break  # overshot (should not happen): seek again for it
+                    break  # the seek landed past it: try again
                 next_key = index.keyframes[bisect.bisect_right(index.keyframes, nxt) - 1]
-                if next_key > position + 1:
-                    break  # a keyframe lies between us and the next target: seek there
+                # Decode on while the next target is reachable without passing a later
+                # keyframe; otherwise a fresh seek skips the frames in between.  (A seek can
+                # land before the keyframe asked for, hence position >= key.)
+                if position >= key and next_key > position + 1:
+                    break
             else:
-                # Decoder ran dry: whatever is left cannot be decoded.
-                return
-            if remaining and remaining[0] == target:
-                return  # no progress on this target: give up (reported as missing)
+                if not progressed:
+                    return  # decoder ran dry: the rest are reported missing
+            if progressed:
+                failed_tries = 0
+            else:
+                failed_tries += 1
+                if failed_tries > 1:
+                    return
 
 
 class DecordReader(VideoReader):
@@ -438,7 +457,7 @@ class FrameFolderReader(VideoReader):
         self.files = files
         n = len(files)
         index = FrameIndex(
-            pts=list(range(n)), keyframes=list(range(n)), seconds=np.arange(n) / float(fps),
+            pts=list(range(n)), keyframes=list(range(n)), seek_ts={}, seconds=np.arange(n) / float(fps),
             time_base=Fraction(1, 1) / Fraction(fps).limit_denominator(1000), sequential=False,
             header_frames=n, format_name="frames", codec_name=files[0].suffix.lstrip(".").lower(),
         )
