@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -346,7 +347,9 @@ def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: in
     placeholders: dict[str, str] = {}
     total = len(jobs)
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        # spawn, not fork: forking a process that has used torch's thread pool can deadlock.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
             for done, (vid, name) in enumerate(pool.map(_job, jobs, chunksize=4), 1):
                 placeholders[vid] = name
                 if progress:
