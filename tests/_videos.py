@@ -123,3 +123,56 @@ def write_audio_only(path: Path, seconds: float = 0.5) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+BACKENDS = ["pyav", "decord"]
+
+
+def backend_params():
+    """pytest params for both backends; decord skipped where it has no wheel."""
+    import pytest
+
+    try:
+        import decord  # noqa: F401
+        has_decord = True
+    except ImportError:
+        has_decord = False
+    return [pytest.param("pyav"),
+            pytest.param("decord", marks=pytest.mark.skipif(not has_decord, reason="decord not installed"))]
+
+
+def make_test_videos(folder: Path) -> dict[str, dict]:
+    """The small files the decoding tests read: name -> {path, frames (expected, displayed)}.
+
+    Formats as users meet them: h264 MP4 (with B-frames), VP9 WebM, MPEG-4 Part 2 AVI with
+    B-frames (UCF101/HMDB51's codec), h264 MKV, a rotated MP4 (display matrix, 90 degrees),
+    a variable-frame-rate MP4, and a half-cut MKV.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict[str, dict] = {}
+    specs = {
+        "h264.mp4": dict(codec="libx264"),
+        "vp9.webm": dict(codec="libvpx-vp9"),
+        "mpeg4.avi": dict(codec="mpeg4", options={"bf": "2"}, gop=12),
+        "h264.mkv": dict(codec="libx264"),
+        "rotated.mp4": dict(codec="libx264", rotation=90),
+        "vfr.mp4": dict(codec="libx264", timestamps_ms=vfr_timestamps_ms(60)),
+    }
+    for name, kw in specs.items():
+        n = 60
+        frames = write_video(folder / name, n, **kw)
+        out[name] = {"path": folder / name, "frames": frames, **kw}
+    data = (folder / "h264.mkv").read_bytes()
+    (folder / "truncated.mkv").write_bytes(data[: len(data) // 2])
+    out["truncated.mkv"] = {"path": folder / "truncated.mkv", "frames": out["h264.mkv"]["frames"]}
+    return out
+
+
+def vfr_timestamps_ms(n: int) -> list[int]:
+    """Irregular presentation times: gaps of 20, 40 and 90 ms in a repeating pattern."""
+    gaps = [20, 40, 90, 40]
+    times, t = [], 0
+    for i in range(n):
+        times.append(t)
+        t += gaps[i % len(gaps)]
+    return times

@@ -466,16 +466,16 @@ class FrameFolderReader(VideoReader):
         self.fps = float(fps)
 
     def _decode_sorted(self, wanted: list[int]) -> dict[int, np.ndarray]:
-        from torchvision.io import ImageReadMode, decode_image, read_file
+        from PIL import Image  # torchvision's own image decoding is deprecated (0.29)
 
         out = {}
         for i in wanted:
             try:
-                image = decode_image(read_file(str(self.files[i])), mode=ImageReadMode.RGB)
-            except Exception as exc:
+                with Image.open(self.files[i]) as image:
+                    out[i] = np.asarray(image.convert("RGB"))
+            except (OSError, ValueError) as exc:
                 raise VideoDecodeError(self.files[i], f"cannot decode image ({exc})") from None
             self.stats.frames_decoded += 1
-            out[i] = image.permute(1, 2, 0).numpy()
         return out
 
 
