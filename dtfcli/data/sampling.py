@@ -89,6 +89,8 @@ class TestView:
     the crop size; ``crop_name`` is left/centre/right (landscape) or top/centre/bottom.
     """
 
+    __test__ = False  # not a pytest test class, despite the name
+
     clip: int
     crop: int
     positions: tuple[int, ...]

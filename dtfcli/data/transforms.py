@@ -58,6 +58,8 @@ class TestTransform:
     ``views(clip, views)`` returns the crops of a clip's views as (N, C, T, S, S).
     """
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(self, crop_size: int = 224):
         self.crop_size = crop_size
         self.resize = v2.Resize(crop_size, antialias=True)
