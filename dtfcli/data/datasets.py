@@ -308,7 +308,8 @@ _PARSERS: dict[str, Callable] = {
 def normalize_label(name: str) -> str:
     """A comparison key for class names across codebases: Kinetics folder names are often
     sanitised ("passing_American_football_(in_game)" -> "passing_American_football_in_game")."""
-    return " ".join(re.sub(r"[^0-9a-z]+", " ", name.lower()).split())
+    text = re.sub(r"['\u2019`]", "", name.lower())  # "person's" and "persons" are the same class
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", text).split())
 
 
 def label_mapping(dataset_classes: Sequence[str], model_classes: Sequence[str]) -> torch.Tensor:
