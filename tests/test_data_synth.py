@@ -50,17 +50,19 @@ def test_output_opens_in_the_ssv2_reader_balanced(synth_root):
     assert len(codecs) >= 2  # codec is randomised too
 
 
-def test_same_seed_same_dataset_other_seed_differs(synth_root, tmp_path):
-    again = tmp_path / "again"
-    synthesize_dataset(again, videos_per_class=2, seed=3, val_videos_per_class=1, workers=2)
-    for name in ("labels.json", "train.json", "validation.json"):
-        assert (again / "labels" / name).read_text() == (synth_root / "labels" / name).read_text()
-    entry = json.loads((synth_root / "labels" / "train.json").read_text())[5]
-    a = build_dataset("ssv2", synth_root, "train").samples[5].path
-    b = build_dataset("ssv2", again, "train").samples[5].path
-    ra, rb = open_video(a), open_video(b)
-    assert entry["id"] in a and ra.num_frames == rb.num_frames
-    assert torch.equal(ra.get_frames(range(ra.num_frames)), rb.get_frames(range(rb.num_frames)))
+def test_same_seed_same_video_whatever_the_workers(synth_root, tmp_path):
+    """A video depends on (seed, split, class, number) only: class 5's first training video
+    comes out the same alone, from two worker processes, as inside the full dataset."""
+    alone = tmp_path / "alone"
+    synthesize_dataset(alone, videos_per_class=1, seed=3, val_videos_per_class=0, classes=[5], workers=2)
+    full_entries = json.loads((synth_root / "labels" / "train.json").read_text())
+    alone_entries = json.loads((alone / "labels" / "train.json").read_text())
+    assert full_entries[5]["template"] == alone_entries[0]["template"] == "Moving [something] away"
+    assert full_entries[5]["label"] == alone_entries[0]["label"]
+    a = open_video(build_dataset("ssv2", synth_root, "train").samples[5].path)
+    b = open_video(build_dataset("ssv2", alone, "train").samples[0].path)
+    assert a.num_frames == b.num_frames
+    assert torch.equal(a.get_frames(range(a.num_frames)), b.get_frames(range(b.num_frames)))
     other = render_video(5, np.random.default_rng([4, 0, 5, 0]))
     same = render_video(5, np.random.default_rng([3, 0, 5, 0]))
     assert other.frames.shape != same.frames.shape or not np.array_equal(other.frames, same.frames)
@@ -77,7 +79,7 @@ def _centroid_track(motion: str, seed: int, h=96, w=128):
     return (frames * xs).sum(dim=(1, 2)) / area.clamp(min=1e-6), (frames * ys).sum(dim=(1, 2)) / area.clamp(min=1e-6), area
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", range(3))
 def test_directions_as_seen_on_screen(seed):
     x, y, _ = _centroid_track("right", seed)
     assert x[-1] - x[0] > 20 and abs(y[-1] - y[0]) < x[-1] - x[0]  # left to right = increasing x
