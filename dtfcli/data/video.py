@@ -262,6 +262,17 @@ class VideoReader:
         """Frames for grid ``positions`` (see :meth:`grid_timestamps`): uint8 (T, H, W, C)."""
         return self.get_frames(timestamps=self.grid_timestamps(positions))
 
+    def read_clips(self, clips: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """Several clips of grid positions (e.g. the test views) in ONE pass over the file:
+        overlapping or nearby clips share their decoding.  Returns one uint8 (T, H, W, C)
+        tensor per clip.  Reading clip by clip instead re-decodes from a keyframe each time
+        (3x the frames for 10 overlapping clips; see benchmarks/bench_decode.py)."""
+        per_clip = [self.indices_at(self.grid_timestamps(clip)) for clip in clips]
+        union = sorted({i for idx in per_clip for i in idx})
+        frames = self.get_frames(union)
+        row = {frame: r for r, frame in enumerate(union)}
+        return [frames[[row[i] for i in idx]] for idx in per_clip]
+
     def close(self) -> None:
         pass
 
