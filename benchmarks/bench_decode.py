@@ -5,7 +5,7 @@ Usage (from the repository root):
     python benchmarks/bench_decode.py --video my.mp4  # or measure a file of yours
     python benchmarks/bench_decode.py --repeat 5 --clip-len 16 --interval 4
 
-For each file it prints, per method: seconds for the frames of the 10x3 test views (10
+For each file it prints, per method: best wall and CPU seconds (round-robin repeats) for the frames of the 10x3 test views (10
 clips x 16 frames; the 3 crops share their frames), frames decoded where known, and
 correctness: the share of returned frames equal (mean abs difference < 3 levels) to the
 reference, a plain sequential PyAV decode of the whole file.
@@ -67,15 +67,6 @@ def reference_frames(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
-def best_of(repeat: int, fn):
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
-
-
 def correct_share(frames, indices, reference) -> float:
     ok = [np.abs(np.asarray(f, np.float32) - reference[i].astype(np.float32)).mean() < 3
           for f, i in zip(frames, indices)]
@@ -88,45 +79,28 @@ def bench_file(path: Path, args) -> list[tuple]:
     views = sample_test_views(n, clip_len=args.clip_len, frame_interval=args.interval, num_clips=10, num_crops=3)
     clips = [list(v.positions) for v in views if v.crop == 0]
     flat = [i for clip in clips for i in clip]
-    rows = []
+    methods = {}  # name -> callable returning (frames, frames decoded or None)
+
+    def ours_one_pass(backend):
+        reader = open_video(path, backend)
+        return [f for clip in reader.read_clips(clips) for f in clip.numpy()], reader.stats.frames_decoded
+
+    def ours_per_clip(backend):
+        reader = open_video(path, backend)
+        frames = [f for clip in clips for f in reader.get_frames(clip).numpy()]
+        return frames, reader.stats.frames_decoded
 
     for backend in ("pyav", "decord"):
-        def ours_one_pass(backend=backend):
-            reader = open_video(path, backend)
-            frames = [f for clip in reader.read_clips(clips) for f in clip.numpy()]
-            return frames, reader.stats.frames_decoded
-
-        try:
-            seconds, (frames, decoded) = best_of(args.repeat, ours_one_pass)
-            rows.append((f"dtf {backend} read_clips", seconds, decoded, len(frames),
-                         correct_share(frames, flat, reference)))
-        except Exception as exc:  # noqa: BLE001 - report and go on
-            rows.append((f"dtf {backend} read_clips", float("nan"), None, 0, f"error: {exc}"))
-
-        def ours(backend=backend):
-            frames, decoded = [], 0
-            reader = open_video(path, backend)
-            for clip in clips:
-                frames.extend(reader.get_frames(clip).numpy())
-            decoded = reader.stats.frames_decoded
-            return frames, decoded
-
-        try:
-            seconds, (frames, decoded) = best_of(args.repeat, ours)
-            rows.append((f"dtf {backend} per clip", seconds, decoded, len(frames),
-                         correct_share(frames, flat, reference)))
-        except Exception as exc:  # noqa: BLE001 - report and go on
-            rows.append((f"dtf {backend} per clip", float("nan"), None, 0, f"error: {exc}"))
-
+        methods[f"dtf {backend} read_clips"] = lambda b=backend: ours_one_pass(b)
+        methods[f"dtf {backend} per clip"] = lambda b=backend: ours_per_clip(b)
     try:
         import decord
 
         def raw_decord():
             vr = decord.VideoReader(str(path), num_threads=1)
-            return list(vr.get_batch(flat).asnumpy())
+            return list(vr.get_batch(flat).asnumpy()), None
 
-        seconds, frames = best_of(args.repeat, raw_decord)
-        rows.append(("raw decord get_batch", seconds, None, len(frames), correct_share(frames, flat, reference)))
+        methods["raw decord get_batch"] = raw_decord
     except ImportError:
         pass
 
@@ -142,8 +116,33 @@ def bench_file(path: Path, args) -> list[tuple]:
                     frames_by_index[i] = frame.to_ndarray(format="rgb24")
         return [frames_by_index[i] for i in flat], decoded
 
-    seconds, (frames, decoded) = best_of(args.repeat, raw_pyav)
-    rows.append(("raw pyav sequential", seconds, decoded, len(frames), correct_share(frames, flat, reference)))
+    methods["raw pyav sequential"] = raw_pyav
+
+    # Round-robin repeats (best of N per method) so a busy machine slows all methods alike.
+    # CPU time (all threads of this process) is reported too: on a shared machine wall time
+    # also measures the neighbours.
+    best = {name: float("inf") for name in methods}
+    best_cpu = dict(best)
+    results: dict = {}
+    for _ in range(args.repeat):
+        for name, fn in methods.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            try:
+                results[name] = fn()
+            except Exception as exc:  # noqa: BLE001 - report and go on
+                results[name] = exc
+                continue
+            best[name] = min(best[name], time.perf_counter() - start)
+            best_cpu[name] = min(best_cpu[name], time.process_time() - start_cpu)
+    rows = []
+    for name in methods:
+        out = results[name]
+        if isinstance(out, Exception):
+            rows.append((name, float("nan"), float("nan"), None, 0, f"error: {out}"))
+        else:
+            frames, decoded = out
+            rows.append((name, best[name], best_cpu[name], decoded, len(frames),
+                         correct_share(frames, flat, reference)))
     return rows
 
 
@@ -157,7 +156,7 @@ def main() -> None:
 
     import av
 
-    print(f"# {platform.platform()}, {platform.processor() or platform.machine()}, python {platform.python_version()}, "
+    print(f"# {time.strftime('%Y-%m-%d')}, {platform.platform()}, {platform.processor() or platform.machine()}, python {platform.python_version()}, "
           f"PyAV {av.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         files = args.video
@@ -168,11 +167,11 @@ def main() -> None:
             make_video(files[1], codec="mpeg4", size=(240, 320), fps=25, seconds=10, gop=12)
         for path in files:
             print(f"\n## {path.name}: 10x3 test views, {args.clip_len} frames x interval {args.interval}")
-            print(f"{'method':<26}{'seconds':>9}{'frames/s':>10}{'decoded':>9}{'returned':>9}{'correct':>9}")
-            for name, seconds, decoded, returned, correct in bench_file(path, args):
+            print(f"{'method':<26}{'wall s':>8}{'cpu s':>8}{'frames/s':>10}{'decoded':>9}{'returned':>9}{'correct':>9}")
+            for name, seconds, cpu, decoded, returned, correct in bench_file(path, args):
                 rate = returned / seconds if seconds == seconds and seconds > 0 else float("nan")
                 corr = f"{correct:.0%}" if isinstance(correct, float) else correct
-                print(f"{name:<26}{seconds:>9.3f}{rate:>10.0f}{decoded if decoded is not None else '-':>9}"
+                print(f"{name:<26}{seconds:>8.3f}{cpu:>8.3f}{rate:>10.0f}{decoded if decoded is not None else '-':>9}"
                       f"{returned:>9}{corr:>9}")
 
 

@@ -222,6 +222,11 @@ class VideoReader:
         if timestamps is not None:
             indices = self.indices_at(timestamps)
         idx = [int(i) for i in indices]
+        decoded = self._read(idx)
+        return torch.from_numpy(np.stack([decoded[i] for i in idx]))
+
+    def _read(self, idx: list[int]) -> dict[int, np.ndarray]:
+        """Decode the distinct frames of ``idx``: {index: uint8 (H, W, C)}, or raise."""
         if not idx:
             raise ValueError("no frames requested")
         for i in idx:
@@ -237,7 +242,7 @@ class VideoReader:
                 "file truncated or corrupt",
             )
         self.stats.frames_returned += len(idx)
-        return torch.from_numpy(np.stack([decoded[i] for i in idx]))
+        return decoded
 
     def indices_at(self, timestamps: Sequence[float]) -> list[int]:
         """Timeline positions of the frames on screen at ``timestamps`` (seconds)."""
@@ -268,10 +273,8 @@ class VideoReader:
         tensor per clip.  Reading clip by clip instead re-decodes from a keyframe each time
         (3x the frames for 10 overlapping clips; see benchmarks/bench_decode.py)."""
         per_clip = [self.indices_at(self.grid_timestamps(clip)) for clip in clips]
-        union = sorted({i for idx in per_clip for i in idx})
-        frames = self.get_frames(union)
-        row = {frame: r for r, frame in enumerate(union)}
-        return [frames[[row[i] for i in idx]] for idx in per_clip]
+        decoded = self._read([i for idx in per_clip for i in idx])
+        return [torch.from_numpy(np.stack([decoded[i] for i in idx])) for idx in per_clip]
 
     def close(self) -> None:
         pass
