@@ -5,7 +5,8 @@ Usage (from the repository root):
     python benchmarks/bench_decode.py --video my.mp4  # or measure a file of yours
     python benchmarks/bench_decode.py --repeat 5 --clip-len 16 --interval 4
 
-For each file it prints, per method: best wall and CPU seconds (round-robin repeats) for the frames of the 10x3 test views (10
+For each file it prints, per method: best wall and CPU seconds (round-robin repeats) for
+the frames of the 10x3 test views (10
 clips x 16 frames; the 3 crops share their frames), frames decoded where known, and
 correctness: the share of returned frames equal (mean abs difference < 3 levels) to the
 reference, a plain sequential PyAV decode of the whole file.
@@ -69,7 +70,7 @@ def reference_frames(path: Path) -> list[np.ndarray]:
 
 def correct_share(frames, indices, reference) -> float:
     ok = [np.abs(np.asarray(f, np.float32) - reference[i].astype(np.float32)).mean() < 3
-          for f, i in zip(frames, indices)]
+          for f, i in zip(frames, indices, strict=True)]
     return float(np.mean(ok))
 
 
@@ -156,7 +157,8 @@ def main() -> None:
 
     import av
 
-    print(f"# {time.strftime('%Y-%m-%d')}, {platform.platform()}, {platform.processor() or platform.machine()}, python {platform.python_version()}, "
+    print(f"# {time.strftime('%Y-%m-%d')}, {platform.platform()}, {platform.processor() or platform.machine()}, "
+          f"python {platform.python_version()}, "
           f"PyAV {av.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         files = args.video

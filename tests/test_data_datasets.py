@@ -123,7 +123,8 @@ def test_ucf101_split_files(tmp_path, clips):
     lists = tmp_path / "ucfTrainTestlist"
     lists.mkdir()
     (lists / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 Archery\n")
-    (lists / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 2\nApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\n")
+    (lists / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 2\n"
+                                           "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\n")
     (lists / "testlist01.txt").write_text("Archery/v_Archery_g02_c01.avi\n")
     for rel in ("Archery/v_Archery_g01_c01.avi", "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
                 "Archery/v_Archery_g02_c01.avi"):

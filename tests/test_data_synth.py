@@ -76,7 +76,8 @@ def _centroid_track(motion: str, seed: int, h=96, w=128):
     frames = _composite(torch.zeros(24, 3, h, w), sprite, track)[:, 0]
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     area = frames.sum(dim=(1, 2))
-    return (frames * xs).sum(dim=(1, 2)) / area.clamp(min=1e-6), (frames * ys).sum(dim=(1, 2)) / area.clamp(min=1e-6), area
+    weight = area.clamp(min=1e-6)
+    return (frames * xs).sum(dim=(1, 2)) / weight, (frames * ys).sum(dim=(1, 2)) / weight, area
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -154,3 +155,16 @@ def test_cli_synth_writes_a_dataset(tmp_path):
     assert bad.exit_code != 0
     info = CliRunner().invoke(app, ["info", ds.samples[0].path, "--json"])
     assert info.exit_code == 0 and json.loads(info.output)[0]["frames"] >= 12
+
+
+def test_shipped_examples_are_a_readable_ssv2_dataset():
+    """examples/synth-mini (see examples/README.md) is what the quickstart and tests use."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "synth-mini"
+    ds = build_dataset("ssv2", root, "train", clip_len=8)
+    assert ds.classes == EXPECTED
+    assert sorted(ds.classes[s.label] for s in ds.samples) == sorted(EXPECTED[i] for i in (0, 1, 6, 7))
+    for i in range(len(ds)):
+        item = ds[i]
+        assert "error" not in item and item["clip"].shape[0] == 8

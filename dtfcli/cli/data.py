@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,7 +14,7 @@ from dtfcli.cli._common import DTFError, console
 app = typer.Typer(help="Dataset tools: synthetic motion data, inspection.", no_args_is_help=True)
 
 
-def _parse_classes(text: Optional[str]) -> Optional[list[int]]:
+def _parse_classes(text: str | None) -> list[int] | None:
     from dtfcli.data.synth import SYNTH_CLASSES
 
     if not text:
@@ -36,20 +35,24 @@ def _parse_classes(text: Optional[str]) -> Optional[list[int]]:
 def synth_command(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the dataset into (SSv2 layout)."),
     videos_per_class: int = typer.Option(20, "--videos-per-class", "-n", min=1, help="Training videos per class."),
-    val_per_class: Optional[int] = typer.Option(None, "--val-per-class", min=0,
-                                                help="Validation videos per class [default: a quarter, at least 1]."),
+    val_per_class: int | None = typer.Option(None, "--val-per-class", min=0,
+                                                help="Validation videos per class (default: a quarter of -n, at least 1)."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same dataset."),
-    classes: Optional[str] = typer.Option(None, "--classes", help="Only these classes: indices or names, comma-separated."),
+    classes: str | None = typer.Option(
+        None, "--classes", help="Only these classes: indices or names, comma-separated."
+    ),
     min_side: int = typer.Option(64, "--min-side", min=16, help="Smallest short side of a video, pixels."),
     max_side: int = typer.Option(128, "--max-side", min=16, help="Largest short side of a video, pixels."),
-    codec: Optional[List[str]] = typer.Option(None, "--codec", help="Codecs to draw from (vp9, vp8, h264); repeatable."),
+    codec: list[str] | None = typer.Option(None, "--codec", help="Codecs to draw from (vp9, vp8, h264); repeatable."),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="Encoding processes."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Write a synthetic motion dataset (12 classes told apart only by temporal order).
 
     Examples:
-      dtf data synth --out data/synth -n 50 --seed 0
+
+      dtf data synth --out data/synth -n 50 --seed 0 --workers 2
+
       dtf data synth --out /tmp/mini -n 1 --val-per-class 0 --classes 0,1
     """
     from dtfcli.data.synth import CODECS, synthesize_dataset
@@ -78,13 +81,17 @@ def synth_command(
 
 @app.command("info")
 def info_command(
-    paths: List[Path] = typer.Argument(..., help="Video files (or SSv1-style frame folders)."),
+    paths: list[Path] = typer.Argument(..., help="Video files (or SSv1-style frame folders)."),
     backend: str = typer.Option("auto", "--backend", help="auto, pyav or decord."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show what a video reader sees: frames, frame rate, duration, size, rotation, codec.
 
-    Example: dtf data info examples/*.webm --backend pyav
+    Examples:
+
+      dtf data info examples/synth-mini/20bn-something-something-v2/*
+
+      dtf data info clip.mp4 --backend decord --json
     """
     from dtfcli.data.video import VideoDecodeError, open_video
 

@@ -13,9 +13,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
@@ -148,7 +148,8 @@ def parse_ssv2(root: Path, split: str):
         if "template" in entry:
             name = ssv2_class_name(entry["template"])
             if name not in lookup:
-                raise AnnotationError(ann_path, None, f"entry {n} (id {entry['id']}): class {name!r} not in labels.json")
+                raise AnnotationError(ann_path, None,
+                                      f"entry {n} (id {entry['id']}): class {name!r} not in labels.json")
             label = lookup[name]
         stem = str(entry["id"])
         items.append((str(files[stem]), label) if stem in files else (stem, None))

@@ -98,7 +98,10 @@ class TestView:
     crop_name: str
 
 
-def crop_boxes(height: int, width: int, crop_size: int, num_crops: int = 3) -> list[tuple[tuple[int, int, int, int], str]]:
+Box = tuple[int, int, int, int]  # (top, left, height, width)
+
+
+def crop_boxes(height: int, width: int, crop_size: int, num_crops: int = 3) -> list[tuple[Box, str]]:
     """``num_crops`` (1 or 3) square boxes along the long side: (box, name) pairs."""
     if num_crops not in (1, 3):
         raise ValueError("num_crops must be 1 or 3")

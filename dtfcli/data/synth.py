@@ -19,12 +19,12 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -151,7 +151,7 @@ class Track:
     angle: np.ndarray
     alpha: np.ndarray
 
-    def reversed(self) -> "Track":
+    def reversed(self) -> Track:
         return Track(*(a[::-1].copy() for a in (self.x, self.y, self.side, self.angle, self.alpha)))
 
 

@@ -7,7 +7,7 @@ Input: a reader's clip, uint8 (T, H, W, C).  Output: float32 (C, T, H, W), scale
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torchvision import tv_tensors

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import bisect
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -426,10 +426,10 @@ class DecordReader(VideoReader):
                 # Map our timeline to decord's by timestamp (its own may start elsewhere or
                 # drop frames); fall back to the same position when decord has no timestamps.
                 mapped = self._map_to_decord(vr, wanted, available)
-                ok = [(w, m) for w, m in zip(wanted, mapped) if m is not None]
+                ok = [(w, m) for w, m in zip(wanted, mapped, strict=True) if m is not None]
                 if ok:
                     batch = vr.get_batch([m for _, m in ok]).asnumpy()
-                    for (w, _), frame in zip(ok, batch):
+                    for (w, _), frame in zip(ok, batch, strict=True):
                         out[w] = frame
         except VideoDecodeError:
             raise
