@@ -165,7 +165,25 @@ def make_test_videos(folder: Path) -> dict[str, dict]:
     data = (folder / "h264.mkv").read_bytes()
     (folder / "truncated.mkv").write_bytes(data[: len(data) // 2])
     out["truncated.mkv"] = {"path": folder / "truncated.mkv", "frames": out["h264.mkv"]["frames"]}
+    # An MP4 with its index first ("faststart", as web downloads are), cut in half: the
+    # index still lists every frame, the data for the later ones is gone.
+    faststart = folder / "faststart.mp4"
+    remux(folder / "h264.mp4", faststart, options={"movflags": "faststart"})
+    data = faststart.read_bytes()
+    (folder / "truncated_faststart.mp4").write_bytes(data[: len(data) * 4 // 5])  # index is ~half of it
+    out["truncated_faststart.mp4"] = {"path": folder / "truncated_faststart.mp4", "frames": out["h264.mp4"]["frames"]}
     return out
+
+
+def remux(src: Path, dst: Path, options: dict[str, str] | None = None) -> None:
+    """Copy the video stream of ``src`` into a new container without re-encoding."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options=options or {}) as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is None:
+                continue  # the flush packet
+            packet.stream = stream
+            out.mux(packet)
 
 
 def vfr_timestamps_ms(n: int) -> list[int]:

@@ -95,12 +95,23 @@ def test_variable_frame_rate_frames_are_picked_by_time(videos, backend):
 
 
 @pytest.mark.parametrize("backend", backend_params())
-def test_truncated_mkv_reads_what_survives(videos, backend):
-    reader = open_video(videos["truncated.mkv"]["path"], backend)
+@pytest.mark.parametrize("name", ["truncated.mkv", "truncated_faststart.mp4"])
+def test_truncated_files_read_what_survives(videos, name, backend):
+    """A cut file opens with the frames whose packets survive (a packet cut short is not a
+    frame); asking past them is an IndexError naming the file, never a hang or a wrong frame.
+    decord cannot open a cut MP4 at all: that must be a VideoDecodeError naming the file,
+    and ``auto`` must still read it (through PyAV)."""
+    reader = open_video(videos[name]["path"], backend)
     assert 0 < reader.num_frames < 60
     last = reader.num_frames - 1
-    assert _codes(reader.get_frames([last, 0, last // 2])) == [last, 0, last // 2]
-    with pytest.raises(IndexError, match="truncated.mkv"):
+    wanted = [last, 0, last // 2, last - 1]
+    try:
+        frames = reader.get_frames(wanted)
+    except VideoDecodeError as exc:
+        assert backend == "decord" and name.endswith(".mp4") and exc.path == str(videos[name]["path"])
+        frames = open_video(videos[name]["path"], "auto").get_frames(wanted)
+    assert _codes(frames) == wanted
+    with pytest.raises(IndexError, match=name):
         reader.get_frames([59])
 
 

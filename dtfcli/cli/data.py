@@ -35,8 +35,9 @@ def _parse_classes(text: str | None) -> list[int] | None:
 def synth_command(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the dataset into (SSv2 layout)."),
     videos_per_class: int = typer.Option(20, "--videos-per-class", "-n", min=1, help="Training videos per class."),
-    val_per_class: int | None = typer.Option(None, "--val-per-class", min=0,
-                                                help="Validation videos per class (default: a quarter of -n, at least 1)."),
+    val_per_class: int | None = typer.Option(
+        None, "--val-per-class", min=0, help="Validation videos per class (default: a quarter of -n, at least 1)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Same seed, same dataset."),
     classes: str | None = typer.Option(
         None, "--classes", help="Only these classes: indices or names, comma-separated."

@@ -128,8 +128,8 @@ def build_index(path: str | os.PathLike) -> FrameIndex:
         pts_key: list[tuple[int, bool]] = []
         try:
             for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue  # the flush packet
+                if packet.size == 0 or packet.is_corrupt:
+                    continue  # the flush packet, or one cut short (truncated file): not a frame
                 ts = packet.dts if sequential else packet.pts
                 if ts is None:
                     ts = packet.dts
@@ -325,6 +325,21 @@ class PyAVReader(VideoReader):
             container.close()
         return out
 
+    @staticmethod
+    def _frames(container, stream):
+        """Decoded frames, packet by packet: a damaged packet is skipped and decoding goes on
+        (``container.decode`` would stop there and lose the frames still in the decoder)."""
+        import av
+
+        for packet in container.demux(stream):
+            if packet.is_corrupt:
+                continue
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue
+            yield from frames
+
     def _frame_array(self, frame) -> np.ndarray:
         rotation = getattr(frame, "rotation", 0) or self.index.rotation
         return _upright(frame.to_ndarray(format="rgb24"), int(rotation))
@@ -332,7 +347,7 @@ class PyAVReader(VideoReader):
     def _decode_in_order(self, container, stream, wanted, out) -> None:
         targets = set(wanted)
         last = wanted[-1]
-        for position, frame in enumerate(container.decode(stream)):
+        for position, frame in enumerate(self._frames(container, stream)):
             self.stats.frames_decoded += 1
             if position in targets:
                 out[position] = self._frame_array(frame)
@@ -352,7 +367,7 @@ class PyAVReader(VideoReader):
             container.seek(index.seek_ts[key], stream=stream, backward=True, any_frame=False)
             self.stats.seeks += 1
             progressed = False
-            for frame in container.decode(stream):
+            for frame in self._frames(container, stream):
                 self.stats.frames_decoded += 1
                 ts = frame.pts if frame.pts is not None else frame.dts
                 position = pos_of_pts.get(ts)
