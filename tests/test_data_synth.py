@@ -59,8 +59,10 @@ def test_same_seed_same_video_whatever_the_workers(synth_root, tmp_path):
     alone_entries = json.loads((alone / "labels" / "train.json").read_text())
     assert full_entries[5]["template"] == alone_entries[0]["template"] == "Moving [something] away"
     assert full_entries[5]["label"] == alone_entries[0]["label"]
-    a = open_video(build_dataset("ssv2", synth_root, "train").samples[5].path)
-    b = open_video(build_dataset("ssv2", alone, "train").samples[0].path)
+    path_a = build_dataset("ssv2", synth_root, "train").samples[5].path
+    path_b = build_dataset("ssv2", alone, "train").samples[0].path
+    assert open(path_a, "rb").read() == open(path_b, "rb").read()  # byte for byte
+    a, b = open_video(path_a), open_video(path_b)
     assert a.num_frames == b.num_frames
     assert torch.equal(a.get_frames(range(a.num_frames)), b.get_frames(range(b.num_frames)))
     other = render_video(5, np.random.default_rng([4, 0, 5, 0]))

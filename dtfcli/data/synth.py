@@ -86,10 +86,13 @@ def _texture(rng, size: int) -> np.ndarray:
 
 
 def _polygon_mask(rng, size: int) -> np.ndarray:
-    """An irregular (so rotation shows) star-shaped polygon filling most of the canvas."""
-    n = rng.integers(3, 9)
-    angles = np.sort(rng.uniform(0, 2 * math.pi, n))
-    radii = rng.uniform(0.45, 1.0, n) * 0.48 * size
+    """An irregular (so rotation shows) star-shaped polygon filling most of the canvas.
+
+    Vertices go round the centre at jittered, roughly even angles (never a sliver)."""
+    n = int(rng.integers(4, 9))
+    step = 2 * math.pi / n
+    angles = rng.uniform(0, 2 * math.pi) + step * np.arange(n) + rng.uniform(-0.35, 0.35, n) * step
+    radii = rng.uniform(0.5, 1.0, n) * 0.48 * size
     vx = size / 2 + radii * np.cos(angles)
     vy = size / 2 + radii * np.sin(angles)
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
@@ -166,7 +169,8 @@ def _progress(rng, t: int) -> np.ndarray:
 
 def _main_track(motion: str, rng, t: int, h: int, w: int) -> Track:
     short = min(h, w)
-    side = np.full(t, short * rng.uniform(0.35, 0.55))
+    # Sizes overlap with the closer/away classes' range, so size alone does not give them away.
+    side = np.full(t, short * rng.uniform(0.25, 0.6))
     x = np.full(t, w * rng.uniform(0.3, 0.7))
     y = np.full(t, h * rng.uniform(0.3, 0.7))
     angle = np.full(t, rng.uniform(0, 2 * math.pi))
@@ -183,8 +187,8 @@ def _main_track(motion: str, rng, t: int, h: int, w: int) -> Track:
         else:
             y, x = along - main, x + drift * p  # decreasing row index
     elif motion == "closer":
-        ratio = rng.uniform(1.7, 2.6)
-        side = short * rng.uniform(0.2, 0.3) * ratio ** p
+        ratio = rng.uniform(1.7, 2.4)
+        side = short * rng.uniform(0.18, 0.32) * ratio ** p
         x, y = x + short * rng.uniform(-0.1, 0.1) * p, y + short * rng.uniform(-0.1, 0.1) * p
     elif motion == "clockwise":
         angle = angle + rng.uniform(0.5, 1.5) * math.pi * p  # 90 to 270 degrees
@@ -303,7 +307,8 @@ def encode_video(path: Path, frames: np.ndarray, fps: int, codec: str, *, qualit
     import av
 
     encoder, _ = CODECS[codec]
-    with av.open(str(path), "w") as container:
+    # bitexact: no random segment UIDs or library version strings, so a seed gives the same bytes.
+    with av.open(str(path), "w", options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream(encoder, rate=Fraction(fps))
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"

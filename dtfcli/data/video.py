@@ -63,7 +63,6 @@ class FrameIndex:
 
     pts: list[int]
     keyframes: list[int]
-    seek_ts: dict[int, int]  # keyframe position -> timestamp to seek to
     seconds: np.ndarray
     time_base: Fraction
     sequential: bool  # True: identify frames by decode order (AVI)
@@ -125,7 +124,7 @@ def build_index(path: str | os.PathLike) -> FrameIndex:
         stream = container.streams.video[0]
         fmt = container.format.name.split(",")[0]
         sequential = fmt in _SEQUENTIAL_FORMATS
-        pts_key: list[tuple[int, bool]] = []
+        pts_key: list[tuple[int, bool]] = []  # (presentation or decode timestamp, keyframe)
         try:
             for packet in container.demux(stream):
                 if packet.size == 0 or packet.is_corrupt:
@@ -136,8 +135,7 @@ def build_index(path: str | os.PathLike) -> FrameIndex:
                 if ts is None:
                     sequential = True
                     ts = len(pts_key)
-                dts = packet.dts if packet.dts is not None else ts
-                pts_key.append((int(ts), bool(packet.is_keyframe), int(dts)))
+                pts_key.append((int(ts), bool(packet.is_keyframe)))
         except av.FFmpegError as exc:
             if not pts_key:
                 raise VideoDecodeError(path, f"cannot read packets ({_ffmpeg_reason(exc)})") from None
@@ -149,24 +147,17 @@ def build_index(path: str | os.PathLike) -> FrameIndex:
             time_base = Fraction(1, 1) / Fraction(rate)
             pts = list(range(len(pts_key)))
             keyframes = [0]
-            seek_ts = {0: pts_key[0][2]}
         else:
             time_base = Fraction(stream.time_base)
             order = sorted(range(len(pts_key)), key=lambda i: pts_key[i][0])
             pts = [pts_key[i][0] for i in order]
             keyframes = [pos for pos, i in enumerate(order) if pts_key[i][1]] or [0]
-            # Seek by the keyframe's pts.  A packet flagged as a keyframe is not always a
-            # point the demuxer can seek to (MP4 seeks only to its sync-sample table), so a
-            # seek may land earlier; the decode loop copes with that.
-            seek_ts = {pos: pts[pos] for pos in keyframes}
             if keyframes[0] != 0:
                 keyframes.insert(0, 0)  # the decoder can always start at the beginning
-                seek_ts[0] = pts[0]
         seconds = (np.asarray(pts, np.float64) - pts[0]) * float(time_base)
         return FrameIndex(
             pts=pts,
             keyframes=keyframes,
-            seek_ts=seek_ts,
             seconds=seconds,
             time_base=time_base,
             sequential=sequential,
@@ -364,7 +355,11 @@ class PyAVReader(VideoReader):
             # First try: the keyframe before the target.  If that made no progress (the
             # demuxer landed after the target), try once more from the very beginning.
             key = index.keyframes[bisect.bisect_right(index.keyframes, target) - 1] if not failed_tries else 0
-            container.seek(index.seek_ts[key], stream=stream, backward=True, any_frame=False)
+            # Seek by the keyframe's pts.  A packet flagged as a keyframe is not always a point
+            # the demuxer can seek to (MP4 seeks only to its sync-sample table, and x264's
+            # non-IDR I-frames are not in it), so a seek may land earlier: that only costs
+            # decoding, since frames are identified by pts below.
+            container.seek(index.pts[key], stream=stream, backward=True, any_frame=False)
             self.stats.seeks += 1
             progressed = False
             for frame in self._frames(container, stream):
@@ -486,7 +481,7 @@ class FrameFolderReader(VideoReader):
         self.files = files
         n = len(files)
         index = FrameIndex(
-            pts=list(range(n)), keyframes=list(range(n)), seek_ts={}, seconds=np.arange(n) / float(fps),
+            pts=list(range(n)), keyframes=list(range(n)), seconds=np.arange(n) / float(fps),
             time_base=Fraction(1, 1) / Fraction(fps).limit_denominator(1000), sequential=False,
             header_frames=n, format_name="frames", codec_name=files[0].suffix.lstrip(".").lower(),
         )
