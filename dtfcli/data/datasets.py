@@ -109,9 +109,11 @@ def parse_kinetics(root: Path, split: str) -> tuple[list[tuple[str, int | None]]
     for d in video_dirs:
         files.update(_index_files(d, VIDEO_EXTENSIONS))
     lookup = {c: i for i, c in enumerate(classes)}
-    items = [(str(files[stem]) if stem in files else stem, lookup[label] if label else -1, stem in files)
-             for label, stem in rows]
-    return [(p, y) if ok else (p, None) for p, y, ok in items], classes, {"annotations": str(csv_path)}
+    items: list[tuple[str, int | None]] = []  # (path, label); label None = video missing
+    for label, stem in rows:
+        y = lookup[label] if label else -1  # the test split has no labels
+        items.append((str(files[stem]), y) if stem in files else (stem, None))
+    return items, classes, {"annotations": str(csv_path)}
 
 
 # -- Something-Something V2 -----------------------------------------------------------------
