@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from dtfcli.models._checks import check_clip, frames_inside
 from dtfcli.models.temporal import TemporalConv, TemporalShift, build_temporal_module
 
 
@@ -124,10 +125,6 @@ class DTFNet(nn.Module):
         dropout: float = 0.5,
     ):
         super().__init__()
-        if num_frames < early_stride or num_frames % early_stride:
-            raise ValueError(
-                f"num_frames ({num_frames}) must be a positive multiple of the stem's temporal stride ({early_stride})"
-            )
         if len(layers) != 4 or len(widths) != 4:
             raise ValueError("layers and widths need one entry per stage (4)")
         bad = [s for s in temporal_stages if s not in (1, 2, 3, 4)]
@@ -137,7 +134,7 @@ class DTFNet(nn.Module):
         if block_cls is None:
             raise ValueError(f"block must be 'bottleneck' or 'basic', got {block!r}")
         self.num_frames = num_frames
-        self.frames_inside = num_frames // early_stride
+        self.frames_inside = frames_inside(num_frames, early_stride, "stem")
         self.num_classes = num_classes
 
         self.conv1 = nn.Conv3d(
@@ -184,10 +181,7 @@ class DTFNet(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """(B, 3, T, H, W) clip -> (B, C, T/early_stride, H/32, W/32) feature map."""
-        if x.dim() != 5 or x.shape[1] != 3:
-            raise ValueError(f"expected clips of shape (B, 3, T, H, W), got {tuple(x.shape)}")
-        if x.shape[2] != self.num_frames:
-            raise ValueError(f"this model takes {self.num_frames}-frame clips, got {x.shape[2]} frames")
+        check_clip(x, self.num_frames)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 

@@ -22,6 +22,7 @@ from functools import partial
 from torch import Tensor, nn
 from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlock
 
+from dtfcli.models._checks import check_clip, frames_inside
 from dtfcli.models.temporal import build_temporal_module
 
 
@@ -86,15 +87,10 @@ class DTFSwin(nn.Module):
         dropout: float = 0.5,
     ):
         super().__init__()
-        if num_frames < early_stride or num_frames % early_stride:
-            raise ValueError(
-                f"num_frames ({num_frames}) must be a positive multiple of the patch embedding's "
-                f"temporal stride ({early_stride})"
-            )
         if len(depths) != len(num_heads):
             raise ValueError("depths and num_heads need one entry per stage")
         self.num_frames = num_frames
-        self.frames_inside = t = num_frames // early_stride
+        self.frames_inside = t = frames_inside(num_frames, early_stride, "patch embedding")
         self.num_classes = num_classes
         norm = partial(nn.LayerNorm, eps=1e-5)
 
@@ -139,10 +135,7 @@ class DTFSwin(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """(B, 3, T, H, W) clip -> (B, C, T/early_stride, H/32, W/32) feature map."""
-        if x.dim() != 5 or x.shape[1] != 3:
-            raise ValueError(f"expected clips of shape (B, 3, T, H, W), got {tuple(x.shape)}")
-        if x.shape[2] != self.num_frames:
-            raise ValueError(f"this model takes {self.num_frames}-frame clips, got {x.shape[2]} frames")
+        check_clip(x, self.num_frames)
         b = x.shape[0]
         tokens = self.norm(self.features(x))  # (B*T, H, W, C)
         bt, h, w, c = tokens.shape
