@@ -111,8 +111,8 @@ def _speed_table(suite: str, rows: list[dict]) -> Table:
     first = rows[0]
     setup = f"{first['device']}, {first['amp']}" + (", channels-last" if first["channels_last"] else "") + (
         ", compiled" if first["compile"] else "")
-    table = Table(title=f"{suite} ({setup})", caption="ratio: candidate / baseline clips/s, medians of "
-                  "alternating rounds; MiB: peak of a training step", caption_justify="left")
+    table = Table(title=f"{suite} ({setup})", caption="ratio: candidate / baseline clips/s, median (range) "
+                  "over alternating rounds; MiB: peak memory of a training step", caption_justify="left")
     with_memory = any("memory_ratio" in r for r in rows)
     cols = ["candidate", "baseline", "b", f"clips/s ({first['device']})", "ratio"]
     cols += ["MiB", "mem ratio"] if with_memory else []
@@ -122,7 +122,7 @@ def _speed_table(suite: str, rows: list[dict]) -> Table:
     for r in rows:
         cells = [_input(r["candidate"], r["candidate_input"]), _input(r["baseline"], r["baseline_input"]),
                  str(r["batch"]), f"{r['candidate_clips_per_s']:.3g} / {r['baseline_clips_per_s']:.3g}",
-                 f"{r['throughput_ratio']:.2f}"]
+                 f"{r['throughput_ratio']:.2f} ({r['throughput_ratio_range'][0]:.2f}-{r['throughput_ratio_range'][1]:.2f})"]
         if with_memory:
             cells += [f"{r['candidate_peak_mib']:.0f} / {r['baseline_peak_mib']:.0f}" if "candidate_peak_mib" in r
                       else "", "" if r.get("memory_ratio") is None else f"{r['memory_ratio']:.2f}"]

@@ -196,11 +196,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_alternating(steps: list[Callable[[], None]], device: torch.device, iters: int, warmup: int) -> list[float]:
-    """Median seconds per call of each step, timed in alternating rounds.
+def time_alternating(steps: list[Callable[[], None]], device: torch.device, iters: int,
+                     warmup: int) -> list[list[float]]:
+    """Seconds of each call of each step (one list per step, one entry per round).
 
-    The order flips every round (A B, B A, ...) so that no module always runs right after
-    another one (caches, clocks) and slow drifts of the machine hit all of them alike.
+    The steps are timed in alternating rounds, and the order flips every round (A B, B A,
+    ...) so that no module always runs right after another one (caches, clocks) and slow
+    drifts of the machine (other processes, turbo) hit all of them alike.
     """
     for _ in range(warmup):
         for step in steps:
@@ -214,7 +216,7 @@ def time_alternating(steps: list[Callable[[], None]], device: torch.device, iter
             steps[i]()
             _sync(device)
             times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return times
 
 
 @dataclass
@@ -283,8 +285,9 @@ def compare(contenders: list[Contender], opts: RunOptions, train: bool, measure_
     prepared = [_prepare(c, opts, train) for c in contenders]
     make_step = _training_step if train else _inference_step
     steps = [make_step(module, x, opts) for module, x in prepared]
-    seconds = time_alternating(steps, opts.device, opts.iters, opts.warmup)
-    results = [{"step_s": s, "clips_per_s": opts.batch / s} for s in seconds]
+    times = time_alternating(steps, opts.device, opts.iters, opts.warmup)
+    results = [{"step_s": statistics.median(t), "clips_per_s": opts.batch / statistics.median(t), "times": t}
+               for t in times]
     if train and measure_memory and opts.device.type == "cuda":
         for result, step in zip(results, steps):
             result["peak_mib"] = _cuda_peak_mib(step, opts.device)
@@ -417,7 +420,7 @@ def _comparison_row(suite: str, comp: Comparison, cand: dict, base: dict, opts: 
            "baseline": comp.baseline.name, "baseline_input": list(comp.baseline.shape),
            "candidate_clips_per_s": round(cand["clips_per_s"], 4), "baseline_clips_per_s": round(base["clips_per_s"], 4),
            "candidate_step_s": round(cand["step_s"], 5), "baseline_step_s": round(base["step_s"], 5),
-           "throughput_ratio": round(cand["clips_per_s"] / base["clips_per_s"], 3)}
+           **_paired_ratio(cand["times"], base["times"])}
     if "peak_mib" in cand:
         row["candidate_peak_mib"], row["baseline_peak_mib"] = round(cand["peak_mib"], 1), round(base["peak_mib"], 1)
         row["memory_ratio"] = round(cand["peak_mib"] / base["peak_mib"], 3) if base["peak_mib"] > 0 else None
@@ -427,6 +430,14 @@ def _comparison_row(suite: str, comp: Comparison, cand: dict, base: dict, opts: 
         for t in comp.targets.get(suite, ()) if opts.device.type in t.devices
     ]
     return row
+
+
+def _paired_ratio(cand_times: list[float], base_times: list[float]) -> dict:
+    """Throughput ratio from the rounds: each round's candidate and baseline ran back to back,
+    so their ratio is paired against drifts of the machine; the median and range over rounds."""
+    ratios = sorted(b / c for c, b in zip(cand_times, base_times))
+    return {"throughput_ratio": round(statistics.median(ratios), 3),
+            "throughput_ratio_range": [round(ratios[0], 3), round(ratios[-1], 3)]}
 
 
 def flops_suite(quick: bool = False, progress: Callable[[Iterable[str]], Iterable[str]] | None = None) -> list[dict]:
@@ -470,7 +481,8 @@ def parse_suites(spec: str) -> list[str]:
         return list(SUITES)
     unknown = [n for n in names if n not in SUITES]
     if unknown or not names:
-        raise ValueError(f"unknown suite {', '.join(unknown) or spec!r}; choose from {', '.join(SUITES)} or all")
+        bad = ", ".join(map(repr, unknown)) or repr(spec)
+        raise ValueError(f"unknown suite {bad}; choose from {', '.join(SUITES)} or all")
     return names
 
 
