@@ -41,12 +41,14 @@ def to_markdown(report: dict) -> str:
                 == (suite, device, amp, cl, comp)]
         mem = any("memory_ratio" in r for r in rows)
         lines += [f"**{suite}**, {device}, {amp}" + (", channels-last" if cl else "") + (", compiled" if comp else ""), ""]
-        head = f"| candidate | baseline | batch | clips/s ({device}) candidate / baseline | ratio (range) |"
+        head = (f"| candidate | baseline | batch | GFLOPs/view candidate / baseline | clips/s ({device}) "
+                "candidate / baseline | ratio (range) |")
         head += " peak MiB candidate / baseline | memory ratio |" if mem else ""
         lines += [head + " target |", "|" + "---|" * (head.count("|"))]
         for r in rows:
             cells = [_name(r["candidate"], r["candidate_input"]), _name(r["baseline"], r["baseline_input"]),
-                     str(r["batch"]), f"{r['candidate_clips_per_s']:.3g} / {r['baseline_clips_per_s']:.3g}",
+                     str(r["batch"]), f"{_g(r.get('candidate_gflops'))} / {_g(r.get('baseline_gflops'))}",
+                     f"{r['candidate_clips_per_s']:.3g} / {r['baseline_clips_per_s']:.3g}",
                      f"{r['throughput_ratio']:.2f} ({r['throughput_ratio_range'][0]:.2f}-{r['throughput_ratio_range'][1]:.2f})"]
             if mem:
                 cells += [f"{r['candidate_peak_mib']:.0f} / {r['baseline_peak_mib']:.0f}" if "candidate_peak_mib" in r else "",
@@ -66,3 +68,7 @@ def _name(name: str, shape: list[int]) -> str:
     if name.startswith("block:"):
         return f"{name[6:]} (C {shape[0]}, T {shape[1]}, {shape[2]}x{shape[3]})"
     return f"{name} {shape[1]}x{shape[-1]}"
+
+
+def _g(gflops: float | None) -> str:
+    return "?" if gflops is None else f"{gflops:.3g}"

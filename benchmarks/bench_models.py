@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--suites", default="flops,inference,train", help="comma list of flops, inference, train")
     parser.add_argument("--iters", type=int, default=5, help="timed alternating rounds per comparison")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--only", help="keep the comparisons whose group contains this, e.g. R50 or Swin-B")
     parser.add_argument("--no-compile", action="store_true", help="GPU: skip the torch.compile setup")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/models.json"))
     args = parser.parse_args()
@@ -44,7 +45,7 @@ def main() -> None:
     for i, (amp, channels_last, compile_) in enumerate(setups):
         run_suites = [s for s in suites if s != "flops" or i == 0]
         part = run_benchmark(run_suites, str(device), batches, iters=args.iters, warmup=args.warmup, amp=amp,
-                             channels_last=channels_last, compile=compile_, progress=lambda m: print(m, flush=True))
+                             channels_last=channels_last, compile=compile_, only=args.only, progress=lambda m: print(m, flush=True))
         report["machine"] = report.get("machine", part["machine"])
         report["rows"] += part["rows"]
     report["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)

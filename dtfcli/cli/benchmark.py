@@ -33,7 +33,8 @@ def benchmark_command(
     rounds in the same run; absolute clips/s are labelled with the device. Training memory is
     the peak a step needs above the model and optimiser state (CPU: measured in a fresh process).
     The issue's targets are marked pass/fail; "proxy" marks a full-size target checked on a
-    tiny model (--quick).
+    tiny model (--quick). Full-size models take several minutes on a CPU; --quick is a smoke
+    run of the harness with tiny models (its ratios say little about the full-size ones).
 
     Examples:
 

@@ -17,6 +17,7 @@ Suites: ``flops`` (params and GFLOPs per view next to the paper's), ``inference`
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -165,6 +166,7 @@ def build_module(contender: Contender, num_classes: int = 400) -> nn.Module:
     return create_model(name, num_classes=num_classes, num_frames=shape[1], crop_size=shape[-1])
 
 
+@functools.lru_cache(maxsize=None)
 def contender_gflops(contender: Contender) -> float | None:
     """GFLOPs per view (multiply-adds, counted on the meta device), None where it cannot be counted."""
     from dtfcli.models import measure_cost
@@ -420,7 +422,10 @@ def _comparison_row(suite: str, comp: Comparison, cand: dict, base: dict, opts: 
            "baseline": comp.baseline.name, "baseline_input": list(comp.baseline.shape),
            "candidate_clips_per_s": round(cand["clips_per_s"], 4), "baseline_clips_per_s": round(base["clips_per_s"], 4),
            "candidate_step_s": round(cand["step_s"], 5), "baseline_step_s": round(base["step_s"], 5),
-           **_paired_ratio(cand["times"], base["times"])}
+           **_paired_ratio(cand["times"], base["times"]),
+           # GFLOPs per view beside the speed: a throughput ratio far below the inverse
+           # GFLOPs ratio says the slower module is limited by something else than arithmetic.
+           "candidate_gflops": contender_gflops(comp.candidate), "baseline_gflops": contender_gflops(comp.baseline)}
     if "peak_mib" in cand:
         row["candidate_peak_mib"], row["baseline_peak_mib"] = round(cand["peak_mib"], 1), round(base["peak_mib"], 1)
         row["memory_ratio"] = round(cand["peak_mib"] / base["peak_mib"], 3) if base["peak_mib"] > 0 else None
@@ -514,11 +519,12 @@ def machine_info(device: torch.device) -> dict:
 
 def run_benchmark(suites: list[str], device: str = "auto", batches: tuple[int, ...] = (1,), quick: bool = False,
                   iters: int | None = None, warmup: int = 1, amp: bool | None = None, channels_last: bool = False,
-                  compile: bool = False, video: str | None = None,
+                  compile: bool = False, video: str | None = None, only: str | None = None,
                   progress: Callable[[str], None] | None = None) -> dict:
     """Run the chosen suites; returns {"machine", "options", "rows"} (rows: one dict per figure).
 
-    ``amp`` defaults to bfloat16 autocast on a GPU and float32 on a CPU.
+    ``amp`` defaults to bfloat16 autocast on a GPU and float32 on a CPU; ``only`` keeps the
+    model comparisons whose group contains it (e.g. "R50").
     """
     dev = resolve_device(device)
     if iters is None:
@@ -541,7 +547,8 @@ def run_benchmark(suites: list[str], device: str = "auto", batches: tuple[int, .
                         rows += [{**r, "suite": f"block {mode}"} for r in run_comparisons(
                             block_comparisons(quick), mode, opts, progress, measure_memory=dev.type == "cuda")]
                 else:
-                    rows += run_comparisons(model_comparisons(quick, dev.type), suite, opts, progress)
+                    comparisons = [c for c in model_comparisons(quick, dev.type) if only is None or only in c.group]
+                    rows += run_comparisons(comparisons, suite, opts, progress)
     options = {"suites": suites, "device": str(dev), "batches": list(batches), "quick": quick, "iters": iters,
                "warmup": warmup, "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
                "channels_last": channels_last, "compile": compile}
