@@ -13,11 +13,16 @@ import sys
 from pathlib import Path
 
 import _common  # noqa: F401  (import path)
+import torch
 from _common import write_report
 
-from dtfcli.engine.benchmark import block_comparisons, machine_info, resolve_device, run_comparisons, RunOptions
-
-import torch
+from dtfcli.engine.benchmark import (
+    RunOptions,
+    block_comparisons,
+    machine_info,
+    resolve_device,
+    run_comparisons,
+)
 
 
 def main() -> None:

@@ -29,12 +29,13 @@ def benchmark_command(
 ) -> None:
     """Measure DTF against its baselines: GFLOPs, inference and training speed, memory, decoding.
 
-    Every speed figure is a ratio (DTF / baseline clips/s) from modules timed in alternating
-    rounds in the same run; absolute clips/s are labelled with the device. Training memory is
-    the peak a step needs above the model and optimiser state (CPU: measured in a fresh process).
-    The issue's targets are marked pass/fail; "proxy" marks a full-size target checked on a
-    tiny model (--quick). Full-size models take several minutes on a CPU; --quick is a smoke
-    run of the harness with tiny models (its ratios say little about the full-size ones).
+    Speed figures are ratios (DTF / baseline clips/s) of modules timed in alternating rounds in one run.
+
+    Absolute clips/s are labelled with the device; training memory is the peak of one step (MiB).
+
+    Targets of issue 5 are marked pass/FAIL; "proxy" marks a full-size target checked on a tiny model.
+
+    Full-size models take minutes on a CPU; --quick is a smoke run with tiny models.
 
     Examples:
 

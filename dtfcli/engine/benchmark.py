@@ -166,7 +166,7 @@ def build_module(contender: Contender, num_classes: int = 400) -> nn.Module:
     return create_model(name, num_classes=num_classes, num_frames=shape[1], crop_size=shape[-1])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def contender_gflops(contender: Contender) -> float | None:
     """GFLOPs per view (multiply-adds, counted on the meta device), None where it cannot be counted."""
     from dtfcli.models import measure_cost
@@ -175,7 +175,7 @@ def contender_gflops(contender: Contender) -> float | None:
         with torch.device("meta"):
             module = build_module(contender)
         return round(measure_cost(module, (1, *contender.shape)).gflops, 2)
-    except Exception:  # a model the meta-device counter cannot trace: leave the cell empty
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):  # not traceable on meta: no figure
         return None
 
 
@@ -273,6 +273,7 @@ def _training_step(module: nn.Module, x: torch.Tensor, opts: RunOptions) -> Call
 
     def step() -> None:
         optimiser.zero_grad(set_to_none=True)
+        x.grad = None  # a lone block's input gradient: do not accumulate it over steps
         with _autocast(opts):
             out = module(x)
         loss = nn.functional.cross_entropy(out.float(), labels) if out.dim() == 2 else out.float().square().mean()
@@ -503,8 +504,9 @@ def machine_info(device: torch.device) -> dict:
     except (OSError, StopIteration):
         pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
+        commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], check=False,
+                                capture_output=True, text=True, cwd=Path(__file__).resolve().parent,
+                                timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
     info = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
