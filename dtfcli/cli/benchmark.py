@@ -59,8 +59,9 @@ def benchmark_command(
     if status:
         status.start()
     try:
-        report = run_benchmark(suites, device, batches, quick, iters, warmup, amp, channels_last, compile_,
-                               str(video) if video else None, progress)
+        report = run_benchmark(suites, device=device, batches=batches, quick=quick, iters=iters, warmup=warmup,
+                               amp=amp, channels_last=channels_last, compile=compile_,
+                               video=str(video) if video else None, progress=progress)
     finally:
         if status:
             status.stop()

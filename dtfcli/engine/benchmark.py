@@ -242,7 +242,11 @@ def _prepare(contender: Contender, opts: RunOptions, train: bool) -> tuple[nn.Mo
     module = build_module(contender).to(opts.device).train(train)
     x = torch.randn(opts.batch, *contender.shape, device=opts.device)
     if opts.channels_last:
-        module = module.to(memory_format=torch.channels_last_3d)
+        # Only the 5-D weights (3D convs): `module.to(memory_format=...)` refuses the 2-D/4-D
+        # ones that DTF blocks and heads hold.
+        for p in module.parameters():
+            if p.dim() == 5:
+                p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
         x = x.contiguous(memory_format=torch.channels_last_3d)
     if train and contender.is_block:
         x.requires_grad_(True)  # a lone block: let the gradient reach its input, as inside a network
@@ -308,7 +312,8 @@ def compare_training(contenders: list[Contender], opts: RunOptions, measure_memo
     """Training step seconds, clips/s and peak memory (MiB) of each contender."""
     results = compare(contenders, opts, train=True, measure_memory=measure_memory)
     if opts.device.type == "cpu" and measure_memory:
-        peaks = cpu_training_peak_mib(contenders, opts.batch, parallel=opts.parallel_memory_probes)
+        peaks = cpu_training_peak_mib(contenders, opts.batch, parallel=opts.parallel_memory_probes,
+                                      amp_dtype=opts.amp_dtype, channels_last=opts.channels_last)
         for result, peak in zip(results, peaks):
             result["peak_mib"] = peak
     return results
@@ -323,7 +328,8 @@ def _cuda_peak_mib(step: Callable[[], None], device: torch.device) -> float:
     return (torch.cuda.max_memory_allocated(device) - before) / MIB
 
 
-def cpu_training_peak_mib(contenders: list[Contender], batch: int, parallel: bool = False) -> list[float]:
+def cpu_training_peak_mib(contenders: list[Contender], batch: int, parallel: bool = False,
+                          amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> list[float]:
     """Peak memory of a CPU training step (MiB), each contender measured in a fresh interpreter.
 
     ``parallel`` runs the probes at the same time (quicker; only for models that fit together).
@@ -338,7 +344,8 @@ def cpu_training_peak_mib(contenders: list[Contender], batch: int, parallel: boo
 
     def launch(contender: Contender) -> subprocess.Popen:
         args = json.dumps({"name": contender.name, "shape": list(contender.shape), "batch": batch,
-                           "threads": torch.get_num_threads()})
+                           "threads": torch.get_num_threads(), "channels_last": channels_last,
+                           "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else None})
         return subprocess.Popen([sys.executable, "-c", code, args], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -370,7 +377,8 @@ def _cpu_memory_probe(args_json: str) -> None:
     """
     args = json.loads(args_json)
     torch.set_num_threads(args["threads"])
-    opts = RunOptions(device=torch.device("cpu"), batch=args["batch"])
+    opts = RunOptions(device=torch.device("cpu"), batch=args["batch"], channels_last=args["channels_last"],
+                      amp_dtype=getattr(torch, args["amp"]) if args["amp"] else None)
     module, x = _prepare(Contender(args["name"], tuple(args["shape"])), opts, train=True)
     step = _training_step(module, x, opts)
     try:
