@@ -137,3 +137,18 @@ def test_decode_suite_reports_a_missing_decoder_instead_of_failing(monkeypatch):
 def test_cpu_memory_probe_runs_in_a_fresh_process():
     (peak,) = bench.cpu_training_peak_mib([bench.Contender("c2d_tiny", (3, 8, 64, 64))], batch=1)
     assert peak > 0
+
+
+def test_the_table_output_shows_ratios_and_targets(run_cli):
+    proc = run_cli("benchmark", "--quick", "--suite", "inference", "--device", "cpu", "--iters", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "inference (cpu, float32)" in proc.stdout and "dtfnet_tiny" in proc.stdout
+    assert "speed >=0.92" in proc.stdout and "targets met:" in proc.stdout
+
+
+def test_bfloat16_and_channels_last_setups_run():
+    opts = bench.RunOptions(torch.device("cpu"), batch=1, iters=1, warmup=0, amp_dtype=torch.bfloat16,
+                            channels_last=True)
+    comparison = bench.model_comparisons(quick=True)[0]
+    (row,) = bench.run_comparisons([comparison], "train", opts, measure_memory=False)
+    assert row["amp"] == "bfloat16" and row["channels_last"] is True and row["throughput_ratio"] > 0
