@@ -6,6 +6,7 @@ import typer
 
 from dtfcli import __version__
 from dtfcli.cli._common import console, fail, run_guarded
+from dtfcli.cli.benchmark import benchmark_command
 from dtfcli.cli.data import app as data_app
 from dtfcli.cli.models import models_command
 
@@ -32,6 +33,7 @@ def _root(
 
 
 app.command("models")(models_command)
+app.command("benchmark")(benchmark_command)
 app.add_typer(data_app, name="data")
 
 
