@@ -21,41 +21,70 @@ def write_report(report: dict, out: Path) -> None:
 def to_markdown(report: dict) -> str:
     """The report as markdown: the machine, then one table per suite and setup."""
     m = report["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cpu_cores']} cores" + (f", {m['gpu']}" if "gpu" in m else "")
-             + f"; torch {m['torch']} ({m['torch_threads']} threads); {m['date']}; commit {m['commit']}; "
-             f"1-min load average at start {m['load_average_1min']}.", ""]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cpu_cores']} cores"
+        + (f", {m['gpu']}" if "gpu" in m else "")
+        + f"; torch {m['torch']} ({m['torch_threads']} threads); {m['date']}; commit {m['commit']}; "
+        f"1-min load average at start {m['load_average_1min']}.",
+        "",
+    ]
     if report.get("command"):
         lines += [f"Command: `{report['command']}`", ""]
     flops = [r for r in report["rows"] if r["suite"] == "flops"]
     if flops:
         lines += ["| model | frames x crop | params (M) | GFLOPs/view | paper |", "|---|---|---|---|---|"]
         for r in flops:
-            paper = "" if r["paper_gflops"] is None else f"{r['paper_gflops']:g}" + (
-                "" if r["paper_crop"] == r["crop"] else f" @{r['paper_crop']}")
-            lines.append(f"| {r['name']} | {r['frames']}x{r['crop']} | {r['params_m']:.1f} | {r['gflops']:.1f} | {paper} |")
+            paper = (
+                ""
+                if r["paper_gflops"] is None
+                else f"{r['paper_gflops']:g}" + ("" if r["paper_crop"] == r["crop"] else f" @{r['paper_crop']}")
+            )
+            lines.append(
+                f"| {r['name']} | {r['frames']}x{r['crop']} | {r['params_m']:.1f} | {r['gflops']:.1f} | {paper} |"
+            )
         lines.append("")
     speed = [r for r in report["rows"] if "throughput_ratio" in r]
     setups = dict.fromkeys((r["suite"], r["device"], r["amp"], r["channels_last"], r["compile"]) for r in speed)
     for suite, device, amp, cl, comp in setups:
-        rows = [r for r in speed if (r["suite"], r["device"], r["amp"], r["channels_last"], r["compile"])
-                == (suite, device, amp, cl, comp)]
+        rows = [
+            r
+            for r in speed
+            if (r["suite"], r["device"], r["amp"], r["channels_last"], r["compile"]) == (suite, device, amp, cl, comp)
+        ]
         mem = any("memory_ratio" in r for r in rows)
-        lines += [f"**{suite}**, {device}, {amp}" + (", channels-last" if cl else "") + (", compiled" if comp else ""), ""]
-        head = (f"| candidate | baseline | batch | GFLOPs/view candidate / baseline | clips/s ({device}) "
-                "candidate / baseline | ratio (range) |")
+        lines += [
+            f"**{suite}**, {device}, {amp}" + (", channels-last" if cl else "") + (", compiled" if comp else ""),
+            "",
+        ]
+        head = (
+            f"| candidate | baseline | batch | GFLOPs/view candidate / baseline | clips/s ({device}) "
+            "candidate / baseline | ratio (range) |"
+        )
         head += " peak MiB candidate / baseline | memory ratio |" if mem else ""
         lines += [head + " target |", "|" + "---|" * (head.count("|"))]
         for r in rows:
-            cells = [_name(r["candidate"], r["candidate_input"]), _name(r["baseline"], r["baseline_input"]),
-                     str(r["batch"]), f"{_g(r.get('candidate_gflops'))} / {_g(r.get('baseline_gflops'))}",
-                     f"{r['candidate_clips_per_s']:.3g} / {r['baseline_clips_per_s']:.3g}",
-                     f"{r['throughput_ratio']:.2f} ({r['throughput_ratio_range'][0]:.2f}-{r['throughput_ratio_range'][1]:.2f})"]
+            cells = [
+                _name(r["candidate"], r["candidate_input"]),
+                _name(r["baseline"], r["baseline_input"]),
+                str(r["batch"]),
+                f"{_g(r.get('candidate_gflops'))} / {_g(r.get('baseline_gflops'))}",
+                f"{r['candidate_clips_per_s']:.3g} / {r['baseline_clips_per_s']:.3g}",
+                "{:.2f} ({:.2f}-{:.2f})".format(r["throughput_ratio"], *r["throughput_ratio_range"]),
+            ]
             if mem:
-                cells += [f"{r['candidate_peak_mib']:.0f} / {r['baseline_peak_mib']:.0f}" if "candidate_peak_mib" in r else "",
-                          "" if r.get("memory_ratio") is None else f"{r['memory_ratio']:.2f}"]
-            cells.append("; ".join(
-                f"{'speed' if t['metric'] == 'throughput' else 'memory'} {t['op']} {t['value']:g}: "
-                f"{'pass' if t['passed'] else 'FAIL'}" for t in r["targets"]))
+                cells += [
+                    f"{r['candidate_peak_mib']:.0f} / {r['baseline_peak_mib']:.0f}"
+                    if "candidate_peak_mib" in r
+                    else "",
+                    "" if r.get("memory_ratio") is None else f"{r['memory_ratio']:.2f}",
+                ]
+            cells.append(
+                "; ".join(
+                    f"{'speed' if t['metric'] == 'throughput' else 'memory'} {t['op']} {t['value']:g}: "
+                    f"{'pass' if t['passed'] else 'FAIL'}"
+                    for t in r["targets"]
+                )
+            )
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     for r in report["rows"]:

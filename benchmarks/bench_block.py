@@ -39,10 +39,21 @@ def main() -> None:
     for batch in (int(b) for b in args.batch.split(",")):
         opts = RunOptions(device, batch, args.iters, warmup=2, amp_dtype=torch.bfloat16 if args.amp else None)
         for mode in ("inference", "train"):
-            rows += [{**r, "suite": f"block {mode}"} for r in run_comparisons(
-                block_comparisons(), mode, opts, lambda m: print(m, flush=True), measure_memory=device.type == "cuda")]
-    report = {"machine": machine_info(device), "rows": rows,
-              "command": "python " + " ".join(shlex.quote(a) for a in sys.argv)}
+            rows += [
+                {**r, "suite": f"block {mode}"}
+                for r in run_comparisons(
+                    block_comparisons(),
+                    mode,
+                    opts,
+                    lambda m: print(m, flush=True),
+                    measure_memory=device.type == "cuda",
+                )
+            ]
+    report = {
+        "machine": machine_info(device),
+        "rows": rows,
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+    }
     write_report(report, args.out)
 
 

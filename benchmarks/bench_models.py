@@ -44,8 +44,18 @@ def main() -> None:
     report: dict = {"rows": []}
     for i, (amp, channels_last, compile_) in enumerate(setups):
         run_suites = [s for s in suites if s != "flops" or i == 0]
-        part = run_benchmark(run_suites, str(device), batches, iters=args.iters, warmup=args.warmup, amp=amp,
-                             channels_last=channels_last, compile=compile_, only=args.only, progress=lambda m: print(m, flush=True))
+        part = run_benchmark(
+            run_suites,
+            str(device),
+            batches,
+            iters=args.iters,
+            warmup=args.warmup,
+            amp=amp,
+            channels_last=channels_last,
+            compile=compile_,
+            only=args.only,
+            progress=lambda m: print(m, flush=True),
+        )
         report["machine"] = report.get("machine", part["machine"])
         report["rows"] += part["rows"]
     report["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)

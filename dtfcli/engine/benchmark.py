@@ -105,8 +105,9 @@ def model_comparisons(quick: bool = False, device_type: str = "cpu") -> list[Com
             Comparison("tiny ResNet", Contender("dtfnet_tiny", tiny), Contender("c2d_tiny", tiny), r50_targets, True),
             Comparison("tiny ResNet", Contender("dtfnet_tiny", tiny), Contender("tsm_tiny", tiny)),
             # Inference only: a quick run stays well under a minute on two CPU cores.
-            Comparison("tiny Swin", Contender("dtf_swin_tiny", tiny), Contender("c2d_swin_tiny", tiny),
-                       suites=("inference",)),
+            Comparison(
+                "tiny Swin", Contender("dtf_swin_tiny", tiny), Contender("c2d_swin_tiny", tiny), suites=("inference",)
+            ),
         ]
     r50, swin64, swin32 = (3, 16, 256, 256), (3, 64, 224, 224), (3, 32, 224, 224)
     tiny = (3, 16, 112, 112)
@@ -116,14 +117,24 @@ def model_comparisons(quick: bool = False, device_type: str = "cpu") -> list[Com
     return [
         Comparison("R50 16x256", Contender("dtfnet_r50", r50), Contender("c2d_r50", r50), r50_targets),
         Comparison("R50 16x256", Contender("dtfnet_r50", r50), Contender("tsm_r50", r50)),
-        Comparison("R50 16x256", Contender("dtfnet_r50", r50), Contender("torchvision:r2plus1d_18", r50),
-                   suites=heavy_suites),
-        Comparison("Swin-B, 16 frames inside", Contender("dtf_swin_b", swin64), Contender("c2d_swin_b", swin64),
-                   suites=heavy_suites),
+        Comparison(
+            "R50 16x256", Contender("dtfnet_r50", r50), Contender("torchvision:r2plus1d_18", r50), suites=heavy_suites
+        ),
+        Comparison(
+            "Swin-B, 16 frames inside",
+            Contender("dtf_swin_b", swin64),
+            Contender("c2d_swin_b", swin64),
+            suites=heavy_suites,
+        ),
         # Video Swin's patch is 2 x 4 x 4, DTF-Transformer's 4 x 4 x 4: 32 and 64 input frames
         # are both 16 inside the network.
-        Comparison("Swin-B, 16 frames inside", Contender("dtf_swin_b", swin64),
-                   Contender("torchvision:swin3d_b", swin32), {"inference": (INFER_SWIN3D,)}, suites=heavy_suites),
+        Comparison(
+            "Swin-B, 16 frames inside",
+            Contender("dtf_swin_b", swin64),
+            Contender("torchvision:swin3d_b", swin32),
+            {"inference": (INFER_SWIN3D,)},
+            suites=heavy_suites,
+        ),
         Comparison("tiny ResNet", Contender("dtfnet_tiny", tiny), Contender("c2d_tiny", tiny)),
         Comparison("tiny ResNet", Contender("dtfnet_tiny", tiny), Contender("tsm_tiny", tiny)),
         Comparison("tiny Swin", Contender("dtf_swin_tiny", tiny), Contender("c2d_swin_tiny", tiny)),
@@ -132,8 +143,11 @@ def model_comparisons(quick: bool = False, device_type: str = "cpu") -> list[Com
 
 def block_comparisons(quick: bool = False) -> list[Comparison]:
     """The DTF block vs a temporal conv and TSM at the layer shapes of DTF-Net R50 (16 frames, 256)."""
-    shapes = [(16, 4, 16, 16), (64, 4, 8, 8)] if quick else [
-        (64, 4, 64, 64), (128, 4, 32, 32), (256, 4, 16, 16), (512, 4, 8, 8)]
+    shapes = (
+        [(16, 4, 16, 16), (64, 4, 8, 8)]
+        if quick
+        else [(64, 4, 64, 64), (128, 4, 32, 32), (256, 4, 16, 16), (512, 4, 8, 8)]
+    )
     out = []
     for shape in shapes:
         group = f"block C={shape[0]} T={shape[1]} {shape[2]}x{shape[3]}"
@@ -149,8 +163,11 @@ def build_module(contender: Contender, num_classes: int = 400) -> nn.Module:
         from dtfcli.models import DTFBlock, TemporalConv, TemporalShift
 
         kind, (channels, frames) = name.split(":", 1)[1], shape[:2]
-        builders = {"dtf": lambda: DTFBlock(channels, frames), "conv1d": lambda: TemporalConv(channels),
-                    "tsm": lambda: TemporalShift()}
+        builders = {
+            "dtf": lambda: DTFBlock(channels, frames),
+            "conv1d": lambda: TemporalConv(channels),
+            "tsm": lambda: TemporalShift(),
+        }
         if kind not in builders:
             raise ValueError(f"unknown block {kind!r}; choose one of {', '.join(builders)}")
         return builders[kind]()
@@ -198,8 +215,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_alternating(steps: list[Callable[[], None]], device: torch.device, iters: int,
-                     warmup: int) -> list[list[float]]:
+def time_alternating(
+    steps: list[Callable[[], None]], device: torch.device, iters: int, warmup: int
+) -> list[list[float]]:
     """Seconds of each call of each step (one list per step, one entry per round).
 
     The steps are timed in alternating rounds, and the order flips every round (A B, B A,
@@ -233,9 +251,14 @@ class RunOptions:
     parallel_memory_probes: bool = False  # CPU: measure the contenders' memory at the same time
 
     def describe(self) -> dict:
-        return {"device": str(self.device), "batch": self.batch, "iters": self.iters,
-                "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32",
-                "channels_last": self.channels_last, "compile": self.compile}
+        return {
+            "device": str(self.device),
+            "batch": self.batch,
+            "iters": self.iters,
+            "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32",
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+        }
 
 
 def _prepare(contender: Contender, opts: RunOptions, train: bool) -> tuple[nn.Module, torch.Tensor]:
@@ -271,8 +294,9 @@ def _inference_step(module: nn.Module, x: torch.Tensor, opts: RunOptions) -> Cal
 
 def _training_step(module: nn.Module, x: torch.Tensor, opts: RunOptions) -> Callable[[], None]:
     """One SGD step (momentum 0.9, as the paper's recipe) on random labels; blocks use a mean-square loss."""
-    optimiser = torch.optim.SGD([p for p in module.parameters() if p.requires_grad] or [torch.zeros(1)],
-                                lr=1e-3, momentum=0.9)
+    optimiser = torch.optim.SGD(
+        [p for p in module.parameters() if p.requires_grad] or [torch.zeros(1)], lr=1e-3, momentum=0.9
+    )
     labels = torch.randint(0, 400, (x.shape[0],), device=x.device)
 
     def step() -> None:
@@ -293,10 +317,11 @@ def compare(contenders: list[Contender], opts: RunOptions, train: bool, measure_
     make_step = _training_step if train else _inference_step
     steps = [make_step(module, x, opts) for module, x in prepared]
     times = time_alternating(steps, opts.device, opts.iters, opts.warmup)
-    results = [{"step_s": statistics.median(t), "clips_per_s": opts.batch / statistics.median(t), "times": t}
-               for t in times]
+    results = [
+        {"step_s": statistics.median(t), "clips_per_s": opts.batch / statistics.median(t), "times": t} for t in times
+    ]
     if train and measure_memory and opts.device.type == "cuda":
-        for result, step in zip(results, steps):
+        for result, step in zip(results, steps, strict=True):
             result["peak_mib"] = _cuda_peak_mib(step, opts.device)
     del prepared, steps
     gc.collect()
@@ -312,9 +337,14 @@ def compare_training(contenders: list[Contender], opts: RunOptions, measure_memo
     """Training step seconds, clips/s and peak memory (MiB) of each contender."""
     results = compare(contenders, opts, train=True, measure_memory=measure_memory)
     if opts.device.type == "cpu" and measure_memory:
-        peaks = cpu_training_peak_mib(contenders, opts.batch, parallel=opts.parallel_memory_probes,
-                                      amp_dtype=opts.amp_dtype, channels_last=opts.channels_last)
-        for result, peak in zip(results, peaks):
+        peaks = cpu_training_peak_mib(
+            contenders,
+            opts.batch,
+            parallel=opts.parallel_memory_probes,
+            amp_dtype=opts.amp_dtype,
+            channels_last=opts.channels_last,
+        )
+        for result, peak in zip(results, peaks, strict=True):
             result["peak_mib"] = peak
     return results
 
@@ -328,26 +358,41 @@ def _cuda_peak_mib(step: Callable[[], None], device: torch.device) -> float:
     return (torch.cuda.max_memory_allocated(device) - before) / MIB
 
 
-def cpu_training_peak_mib(contenders: list[Contender], batch: int, parallel: bool = False,
-                          amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> list[float]:
+def cpu_training_peak_mib(
+    contenders: list[Contender],
+    batch: int,
+    parallel: bool = False,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> list[float]:
     """Peak memory of a CPU training step (MiB), each contender measured in a fresh interpreter.
 
     ``parallel`` runs the probes at the same time (quicker; only for models that fit together).
     """
     package_root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-           # A fixed mmap threshold makes glibc hand large freed blocks back to the kernel, so the
-           # resident set follows the live tensors instead of keeping a warm-up step's heap.
-           "MALLOC_MMAP_THRESHOLD_": "131072"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+        # A fixed mmap threshold makes glibc hand large freed blocks back to the kernel, so the
+        # resident set follows the live tensors instead of keeping a warm-up step's heap.
+        "MALLOC_MMAP_THRESHOLD_": "131072",
+    }
     code = "import sys; from dtfcli.engine.benchmark import _cpu_memory_probe; _cpu_memory_probe(sys.argv[1])"
 
     def launch(contender: Contender) -> subprocess.Popen:
-        args = json.dumps({"name": contender.name, "shape": list(contender.shape), "batch": batch,
-                           "threads": torch.get_num_threads(), "channels_last": channels_last,
-                           "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else None})
-        return subprocess.Popen([sys.executable, "-c", code, args], env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        args = json.dumps(
+            {
+                "name": contender.name,
+                "shape": list(contender.shape),
+                "batch": batch,
+                "threads": torch.get_num_threads(),
+                "channels_last": channels_last,
+                "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
+            }
+        )
+        return subprocess.Popen(
+            [sys.executable, "-c", code, args], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
 
     def collect(contender: Contender, proc: subprocess.Popen) -> float:
         out, err = proc.communicate()
@@ -358,7 +403,7 @@ def cpu_training_peak_mib(contenders: list[Contender], batch: int, parallel: boo
 
     if parallel:
         procs = [launch(c) for c in contenders]
-        return [collect(c, p) for c, p in zip(contenders, procs)]
+        return [collect(c, p) for c, p in zip(contenders, procs, strict=True)]
     return [collect(c, launch(c)) for c in contenders]
 
 
@@ -377,8 +422,12 @@ def _cpu_memory_probe(args_json: str) -> None:
     """
     args = json.loads(args_json)
     torch.set_num_threads(args["threads"])
-    opts = RunOptions(device=torch.device("cpu"), batch=args["batch"], channels_last=args["channels_last"],
-                      amp_dtype=getattr(torch, args["amp"]) if args["amp"] else None)
+    opts = RunOptions(
+        device=torch.device("cpu"),
+        batch=args["batch"],
+        channels_last=args["channels_last"],
+        amp_dtype=getattr(torch, args["amp"]) if args["amp"] else None,
+    )
     module, x = _prepare(Contender(args["name"], tuple(args["shape"])), opts, train=True)
     step = _training_step(module, x, opts)
     try:
@@ -400,8 +449,13 @@ def _cpu_memory_probe(args_json: str) -> None:
 # ----------------------------------------------------------------------------- suites
 
 
-def run_comparisons(comparisons: list[Comparison], suite: str, opts: RunOptions,
-                    progress: Callable[[str], None] | None = None, measure_memory: bool = True) -> list[dict]:
+def run_comparisons(
+    comparisons: list[Comparison],
+    suite: str,
+    opts: RunOptions,
+    progress: Callable[[str], None] | None = None,
+    measure_memory: bool = True,
+) -> list[dict]:
     """Time every comparison (``suite``: "inference" or "train").
 
     Comparisons sharing a candidate are timed together in one alternation; training memory
@@ -420,28 +474,44 @@ def run_comparisons(comparisons: list[Comparison], suite: str, opts: RunOptions,
             results = compare_training(contenders, opts, measure_memory=measure_memory)
         else:
             results = compare_inference(contenders, opts)
-        for comp, base in zip(comps, results[1:]):
+        for comp, base in zip(comps, results[1:], strict=True):
             rows.append(_comparison_row(suite, comp, results[0], base, opts))
     return rows
 
 
 def _comparison_row(suite: str, comp: Comparison, cand: dict, base: dict, opts: RunOptions) -> dict:
-    row = {"suite": suite, "group": comp.group, **opts.describe(),
-           "candidate": comp.candidate.name, "candidate_input": list(comp.candidate.shape),
-           "baseline": comp.baseline.name, "baseline_input": list(comp.baseline.shape),
-           "candidate_clips_per_s": round(cand["clips_per_s"], 4), "baseline_clips_per_s": round(base["clips_per_s"], 4),
-           "candidate_step_s": round(cand["step_s"], 5), "baseline_step_s": round(base["step_s"], 5),
-           **_paired_ratio(cand["times"], base["times"]),
-           # GFLOPs per view beside the speed: a throughput ratio far below the inverse
-           # GFLOPs ratio says the slower module is limited by something else than arithmetic.
-           "candidate_gflops": contender_gflops(comp.candidate), "baseline_gflops": contender_gflops(comp.baseline)}
+    row = {
+        "suite": suite,
+        "group": comp.group,
+        **opts.describe(),
+        "candidate": comp.candidate.name,
+        "candidate_input": list(comp.candidate.shape),
+        "baseline": comp.baseline.name,
+        "baseline_input": list(comp.baseline.shape),
+        "candidate_clips_per_s": round(cand["clips_per_s"], 4),
+        "baseline_clips_per_s": round(base["clips_per_s"], 4),
+        "candidate_step_s": round(cand["step_s"], 5),
+        "baseline_step_s": round(base["step_s"], 5),
+        **_paired_ratio(cand["times"], base["times"]),
+        # GFLOPs per view beside the speed: a throughput ratio far below the inverse
+        # GFLOPs ratio says the slower module is limited by something else than arithmetic.
+        "candidate_gflops": contender_gflops(comp.candidate),
+        "baseline_gflops": contender_gflops(comp.baseline),
+    }
     if "peak_mib" in cand:
         row["candidate_peak_mib"], row["baseline_peak_mib"] = round(cand["peak_mib"], 1), round(base["peak_mib"], 1)
         row["memory_ratio"] = round(cand["peak_mib"] / base["peak_mib"], 3) if base["peak_mib"] > 0 else None
     row["targets"] = [
-        {"metric": t.metric, "op": t.op, "value": t.value, "proxy": comp.proxy,
-         "measured": row.get(f"{t.metric}_ratio"), "passed": t.check(row.get(f"{t.metric}_ratio"))}
-        for t in comp.targets.get(suite, ()) if opts.device.type in t.devices
+        {
+            "metric": t.metric,
+            "op": t.op,
+            "value": t.value,
+            "proxy": comp.proxy,
+            "measured": row.get(f"{t.metric}_ratio"),
+            "passed": t.check(row.get(f"{t.metric}_ratio")),
+        }
+        for t in comp.targets.get(suite, ())
+        if opts.device.type in t.devices
     ]
     return row
 
@@ -449,9 +519,11 @@ def _comparison_row(suite: str, comp: Comparison, cand: dict, base: dict, opts: 
 def _paired_ratio(cand_times: list[float], base_times: list[float]) -> dict:
     """Throughput ratio from the rounds: each round's candidate and baseline ran back to back,
     so their ratio is paired against drifts of the machine; the median and range over rounds."""
-    ratios = sorted(b / c for c, b in zip(cand_times, base_times))
-    return {"throughput_ratio": round(statistics.median(ratios), 3),
-            "throughput_ratio_range": [round(ratios[0], 3), round(ratios[-1], 3)]}
+    ratios = sorted(b / c for c, b in zip(cand_times, base_times, strict=True))
+    return {
+        "throughput_ratio": round(statistics.median(ratios), 3),
+        "throughput_ratio_range": [round(ratios[0], 3), round(ratios[-1], 3)],
+    }
 
 
 def flops_suite(quick: bool = False, progress: Callable[[Iterable[str]], Iterable[str]] | None = None) -> list[dict]:
@@ -477,12 +549,49 @@ def decode_suite(video: str | None = None, quick: bool = False) -> list[dict]:
     The decoder API lives in `dtfcli.data` (another branch): imported lazily, and reported
     as unavailable rather than failing while it is absent.
     """
-    try:
-        from dtfcli.data import open_video, sample_test_views  # noqa: F401
-    except ImportError:
-        return [{"suite": "decode", "skipped": "decode suite: dtfcli.data not available"}]
-    # Wired to benchmarks/bench_decode.py (data branch) when the branches are merged.
-    return [{"suite": "decode", "skipped": "decode suite: not wired to dtfcli.data yet (see benchmarks/README.md)"}]
+    import tempfile
+
+    from dtfcli.engine.decode_benchmark import bench_file, make_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(video) if video else Path(tmp) / "test_340p_h264.mp4"
+        if not video:  # a Kinetics-like file: 10 s (2 s with --quick), 340p h264, 30 fps
+            make_video(path, codec="libx264", size=(340, 604), fps=30, seconds=2 if quick else 10, gop=60)
+        elif not path.is_file():
+            raise FileNotFoundError(f"{path}: no such video")
+        rows = {r[0]: r for r in bench_file(path, repeat=1 if quick else 3)}
+    out = []
+    # Ours (one pass over the file for all 10 clips) against the decoder's own best way to
+    # return the same frames: decord's get_batch, or a sequential PyAV decode.
+    for backend, raw in (("pyav", "raw pyav sequential"), ("decord", "raw decord get_batch")):
+        ours = rows.get(f"dtf {backend} read_clips")
+        if ours is None or raw not in rows or not ours[1] == ours[1] or not rows[raw][1] == rows[raw][1]:
+            out.append({"suite": "decode", "skipped": f"decode suite: {backend} not measurable here"})
+            continue
+        ratio = rows[raw][1] / ours[1]
+        out.append(
+            {
+                "suite": "decode",
+                "backend": backend,
+                "video": path.name,
+                "frames": ours[4],
+                "ours_s": round(ours[1], 4),
+                "raw_s": round(rows[raw][1], 4),
+                "ours_correct": ours[5],
+                "raw_correct": rows[raw][5],
+                "ratio": round(ratio, 3),
+                "targets": [
+                    {
+                        "metric": "throughput",
+                        "op": ">=",
+                        "value": 0.8,
+                        "passed": bool(ratio >= 0.8),
+                        "proxy": bool(quick),
+                    }
+                ],
+            }
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------- a whole run
@@ -512,25 +621,49 @@ def machine_info(device: torch.device) -> dict:
     except (OSError, StopIteration):
         pass
     try:
-        commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], check=False,
-                                capture_output=True, text=True, cwd=Path(__file__).resolve().parent,
-                                timeout=10).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "describe", "--always", "--dirty", "--abbrev=7"],
+                check=False,
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).resolve().parent,
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
-    info = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "commit": commit,
-            # Other processes on the machine disturb absolute times more than side-by-side ratios.
-            "load_average_1min": round(os.getloadavg()[0], 2)}
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "commit": commit,
+        # Other processes on the machine disturb absolute times more than side-by-side ratios.
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
-def run_benchmark(suites: list[str], device: str = "auto", batches: tuple[int, ...] = (1,), quick: bool = False,
-                  iters: int | None = None, warmup: int = 1, amp: bool | None = None, channels_last: bool = False,
-                  compile: bool = False, video: str | None = None, only: str | None = None,
-                  progress: Callable[[str], None] | None = None) -> dict:
+def run_benchmark(
+    suites: list[str],
+    device: str = "auto",
+    batches: tuple[int, ...] = (1,),
+    quick: bool = False,
+    iters: int | None = None,
+    warmup: int = 1,
+    amp: bool | None = None,
+    channels_last: bool = False,
+    compile: bool = False,
+    video: str | None = None,
+    only: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Run the chosen suites; returns {"machine", "options", "rows"} (rows: one dict per figure).
 
     ``amp`` defaults to bfloat16 autocast on a GPU and float32 on a CPU; ``only`` keeps the
@@ -550,18 +683,31 @@ def run_benchmark(suites: list[str], device: str = "auto", batches: tuple[int, .
             rows += decode_suite(video, quick)
         else:
             for batch in batches:
-                opts = RunOptions(dev, batch, iters, warmup, amp_dtype, channels_last, compile,
-                                  parallel_memory_probes=quick)
+                opts = RunOptions(
+                    dev, batch, iters, warmup, amp_dtype, channels_last, compile, parallel_memory_probes=quick
+                )
                 if suite == "block":
                     for mode in ("inference", "train"):
-                        rows += [{**r, "suite": f"block {mode}"} for r in run_comparisons(
-                            block_comparisons(quick), mode, opts, progress, measure_memory=dev.type == "cuda")]
+                        rows += [
+                            {**r, "suite": f"block {mode}"}
+                            for r in run_comparisons(
+                                block_comparisons(quick), mode, opts, progress, measure_memory=dev.type == "cuda"
+                            )
+                        ]
                 else:
                     comparisons = [c for c in model_comparisons(quick, dev.type) if only is None or only in c.group]
                     rows += run_comparisons(comparisons, suite, opts, progress)
-    options = {"suites": suites, "device": str(dev), "batches": list(batches), "quick": quick, "iters": iters,
-               "warmup": warmup, "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
-               "channels_last": channels_last, "compile": compile}
+    options = {
+        "suites": suites,
+        "device": str(dev),
+        "batches": list(batches),
+        "quick": quick,
+        "iters": iters,
+        "warmup": warmup,
+        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
+        "channels_last": channels_last,
+        "compile": compile,
+    }
     return {"machine": machine_info(dev), "options": options, "rows": rows}
 
 

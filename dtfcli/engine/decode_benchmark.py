@@ -1,0 +1,130 @@
+"""Decoding benchmark: the 10x3 test views of a video through `dtfcli.data` against each
+decoder reading the same frames raw. Used by `dtf benchmark --suite decode` and
+`benchmarks/bench_decode.py`. No assertions: a measurement, not a test."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from dtfcli.data.sampling import sample_test_views
+from dtfcli.data.video import open_video
+
+
+def make_video(
+    path: Path, *, codec: str, size: tuple[int, int], fps: int, seconds: float, gop: int, bframes: int = 2
+) -> None:
+    """Moving textured content (so the codec has real work), written with PyAV."""
+    import av
+
+    h, w = size
+    rng = np.random.default_rng(0)
+    texture = (rng.uniform(0, 255, (h // 8 + 2, w // 8 + 2, 3))).astype(np.uint8)
+    texture = np.kron(texture, np.ones((8, 8, 1), np.uint8))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps))
+        stream.height, stream.width, stream.pix_fmt = h, w, "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.options = {"preset": "veryfast"} if codec == "libx264" else {"bf": str(bframes)}
+        for i in range(int(seconds * fps)):
+            shift = (2 * i) % 8
+            frame = np.ascontiguousarray(texture[shift : shift + h, shift : shift + w])
+            frame[:, (i * 4) % w : (i * 4) % w + 16] = 255  # a bright bar sweeping across
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def reference_frames(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def correct_share(frames, indices, reference) -> float:
+    ok = [
+        np.abs(np.asarray(f, np.float32) - reference[i].astype(np.float32)).mean() < 3
+        for f, i in zip(frames, indices, strict=True)
+    ]
+    return float(np.mean(ok))
+
+
+def bench_file(path: Path, clip_len: int = 16, interval: int = 4, repeat: int = 3) -> list[tuple]:
+    """Per method: (name, best wall s, best CPU s, frames decoded or None, frames returned,
+    share of returned frames equal to the reference)."""
+    reference = reference_frames(path)
+    n = len(reference)
+    views = sample_test_views(n, clip_len=clip_len, frame_interval=interval, num_clips=10, num_crops=3)
+    clips = [list(v.positions) for v in views if v.crop == 0]
+    flat = [i for clip in clips for i in clip]
+    methods = {}  # name -> callable returning (frames, frames decoded or None)
+
+    def ours_one_pass(backend):
+        reader = open_video(path, backend)
+        return [f for clip in reader.read_clips(clips) for f in clip.numpy()], reader.stats.frames_decoded
+
+    def ours_per_clip(backend):
+        reader = open_video(path, backend)
+        frames = [f for clip in clips for f in reader.get_frames(clip).numpy()]
+        return frames, reader.stats.frames_decoded
+
+    for backend in ("pyav", "decord"):
+        methods[f"dtf {backend} read_clips"] = lambda b=backend: ours_one_pass(b)
+        methods[f"dtf {backend} per clip"] = lambda b=backend: ours_per_clip(b)
+    try:
+        import decord
+
+        def raw_decord():
+            vr = decord.VideoReader(str(path), num_threads=1)
+            return list(vr.get_batch(flat).asnumpy()), None
+
+        methods["raw decord get_batch"] = raw_decord
+    except ImportError:
+        pass
+
+    import av
+
+    def raw_pyav():
+        wanted, frames_by_index, decoded = set(flat), {}, 0
+        with av.open(str(path)) as container:
+            container.streams.video[0].thread_type = "AUTO"
+            for i, frame in enumerate(container.decode(video=0)):
+                decoded += 1
+                if i in wanted:
+                    frames_by_index[i] = frame.to_ndarray(format="rgb24")
+        return [frames_by_index[i] for i in flat], decoded
+
+    methods["raw pyav sequential"] = raw_pyav
+
+    # Round-robin repeats (best of N per method) so a busy machine slows all methods alike.
+    # CPU time (all threads of this process) is reported too: on a shared machine wall time
+    # also measures the neighbours.
+    best = {name: float("inf") for name in methods}
+    best_cpu = dict(best)
+    results: dict = {}
+    for _ in range(repeat):
+        for name, fn in methods.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            try:
+                results[name] = fn()
+            except Exception as exc:  # noqa: BLE001 - report and go on
+                results[name] = exc
+                continue
+            best[name] = min(best[name], time.perf_counter() - start)
+            best_cpu[name] = min(best_cpu[name], time.process_time() - start_cpu)
+    rows = []
+    for name in methods:
+        out = results[name]
+        if isinstance(out, Exception):
+            rows.append((name, float("nan"), float("nan"), None, 0, f"error: {out}"))
+        else:
+            frames, decoded = out
+            rows.append(
+                (name, best[name], best_cpu[name], decoded, len(frames), correct_share(frames, flat, reference))
+            )
+    return rows
