@@ -9,6 +9,10 @@ from pathlib import Path
 # Run from a checkout without installing: the package is one folder up.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dtfcli.engine.runtime import tune_cpu_allocator  # noqa: E402
+
+tune_cpu_allocator()  # as the dtf command does, so both measure the same process setup
+
 
 def write_report(report: dict, out: Path) -> None:
     """Write ``out`` (JSON) and ``out`` with a .md suffix (markdown tables)."""
@@ -24,7 +28,9 @@ def to_markdown(report: dict) -> str:
     lines = [
         f"Machine: {m['cpu']}, {m['cpu_cores']} cores"
         + (f", {m['gpu']}" if "gpu" in m else "")
-        + f"; torch {m['torch']} ({m['torch_threads']} threads); {m['date']}; commit {m['commit']}; "
+        + f"; torch {m['torch']} ({m['torch_threads']} threads)"
+        f"; CPU allocator: {m.get('cpu_allocator', 'system default')}"
+        f"; {m['date']}; commit {m['commit']}; "
         f"1-min load average at start {m['load_average_1min']}.",
         "",
     ]

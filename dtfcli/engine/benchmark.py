@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dtfcli.engine.runtime import cpu_allocator_label
+
 SUITES = ("flops", "inference", "train", "block", "decode")
 MIB = 1024 * 1024
 
@@ -644,6 +646,7 @@ def machine_info(device: torch.device) -> dict:
         "commit": commit,
         # Other processes on the machine disturb absolute times more than side-by-side ratios.
         "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpu_allocator": cpu_allocator_label(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

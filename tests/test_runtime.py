@@ -1,0 +1,66 @@
+"""The CPU allocator setting of dtfcli.engine.runtime, checked in fresh interpreters by
+counting page faults (a behaviour, not a timing): with the setting, a large tensor freed
+and allocated again reuses the same pages; without it, every allocation faults anew."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROBE = """
+import json, resource, sys, torch
+from dtfcli.engine.runtime import tune_cpu_allocator
+tuned = tune_cpu_allocator()
+x = torch.ones(16 * 1024 * 1024)  # 64 MiB, above glibc's largest mmap threshold
+def faults_of_one_pass():  # what a layer does: fresh outputs, temporaries freed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    y = x * 2
+    z = (y + x).relu_()
+    del y, z
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+for _ in range(3):
+    faults_of_one_pass()
+print(json.dumps({"tuned": tuned, "faults": faults_of_one_pass()}))
+"""
+
+
+def _probe(**env_overrides: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "DTF_CPU_ALLOCATOR"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(env_overrides)
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+
+
+def test_tuned_allocator_reuses_freed_pages():
+    result = _probe()
+    assert result["tuned"] is True
+    pages = 64 * 1024 * 1024 // 4096
+    assert result["faults"] < pages // 10, result  # a later pass touches pages it already has
+
+
+def test_default_allocator_faults_every_pass_and_can_be_chosen():
+    result = _probe(DTF_CPU_ALLOCATOR="default")
+    assert result["tuned"] is False
+    assert result["faults"] > 64 * 1024 * 1024 // 4096 // 2, result
+
+
+def test_users_own_malloc_settings_win():
+    assert _probe(MALLOC_ARENA_MAX_="2")["tuned"] is False
+
+
+def test_the_dtf_command_applies_it(run_cli):
+    result = run_cli("benchmark", "--suite", "flops", "--quick", "--json")
+    assert result.returncode == 0, result.stderr
+    machine = json.loads(result.stdout)["machine"]
+    assert machine["cpu_allocator"].startswith("glibc")
