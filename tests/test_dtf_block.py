@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import Tensor
 
 from dtfcli.models import DTFBlock
 from dtfcli.models.dtf import real_dft_matrices
@@ -69,8 +70,9 @@ def test_dynamic_filter_is_a_per_location_convolution():
     x = torch.randn(1, c, frames, 3, 3, dtype=torch.float64)
     out = block(x)
     with torch.no_grad():
-        y, corr = block.frame_aggregation(x)
+        y, corr = block.frame_aggregation(x.transpose(1, 2).contiguous())  # frames-major, as the block
         filt = block.estimate_filter(y, corr)  # (1, C/G, M, H, W)
+    y = y.transpose(1, 2)  # back to (B, C, T, H, W)
     for h, w in [(0, 0), (1, 2), (2, 1)]:
         kernels = torch.fft.irfft(filt[0, :, :, h, w], n=frames, dim=-1).repeat_interleave(g, dim=0)
         y_loc = y[:, :, :, h : h + 1, w : w + 1]
@@ -144,8 +146,8 @@ def test_running_statistics_match_torch_batchnorm():
         block.alpha.normal_()
     reference = torch.nn.BatchNorm1d(16, affine=False).train()
     seen = []
-    # mixing output rows are (channel, real/imag): the norm sees (B, C, 2 x bins x HW)
-    block.mixing.register_forward_hook(lambda m, i, o: seen.append(o.detach().view(o.shape[0], 16, -1)))
+    # mixing output (B x bins, 2C, HW), rows (real/imag, channel): the norm sees (B x bins x 2, C, HW)
+    block.mixing.register_forward_hook(lambda m, i, o: seen.append(o.detach().view(-1, 16, o.shape[-1])))
     for _ in range(3):
         block(torch.randn(2, 16, 4, 3, 3, requires_grad=True)).sum().backward()
     for z in seen[::2]:  # every forward is seen twice: once more in the recomputation
@@ -182,3 +184,61 @@ def test_inference_mode_then_training_works():
         block.eval()(x)
     block.train()(x.clone().requires_grad_()).sum().backward()
     assert block.alpha.grad is not None
+
+
+def _reference_block(block: DTFBlock, x: Tensor) -> Tensor:
+    """The block in eval mode written with complex tensors and torch.fft, step by step as the
+    released code does (rfft, modulation, complex C x C linear, norm over both parts, alpha,
+    irfft), independent of the block's real-DFT matmuls and of its folded inference."""
+    b, c, t, h, w = x.shape
+    y, corr = x.transpose(1, 2).contiguous(), None  # frames-major, as the block takes them
+    if block.frame_aggregation is not None:
+        y, corr = block.frame_aggregation(y)
+        corr = corr if block.correlation else None
+    filt = block.estimate_filter(y, corr)  # (B, C/G, M, H, W)
+    spectrum = torch.fft.rfft(y.transpose(1, 2), dim=2, norm="ortho")  # (B, C, M, H, W)
+    modulated = spectrum * filt.repeat_interleave(block.filter_groups, dim=1)
+    weight = torch.view_as_complex(block.mixing.complex_weight.detach().contiguous())
+    mixed = torch.einsum("oi,bimhw->bomhw", weight, modulated)
+    mean = block.norm.running_mean.view(1, c, 1, 1, 1)
+    std = (block.norm.running_var + block.norm.eps).sqrt().view(1, c, 1, 1, 1)
+    normed = torch.complex((mixed.real - mean) / std, (mixed.imag - mean) / std)
+    out = torch.fft.irfft(normed * block.alpha.view(1, c, 1, 1, 1), n=t, dim=2, norm="ortho")
+    return x + out + block.bias.view(1, c, 1, 1, 1)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("variant", [dict(), dict(aggregation=False, correlation=False), dict(correlation=False)])
+def test_folded_inference_equals_the_released_formulation(frames, variant):
+    """Inference folds the norm and alpha into the mixing and mixes after the inverse
+    transform; with every parameter and statistic random it must give the released code's
+    function."""
+    torch.manual_seed(frames)
+    c = 16
+    block = DTFBlock(c, frames, filter_groups=4, **variant).double().eval()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_()
+        block.norm.running_mean.normal_()
+        block.norm.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, c, frames, 4, 5, dtype=torch.float64)
+    with torch.no_grad():
+        expected = _reference_block(block, x)
+    torch.testing.assert_close(block(x), expected, rtol=1e-9, atol=1e-9)
+    with torch.inference_mode():
+        torch.testing.assert_close(block(x), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_frames_major_input_is_the_same_function():
+    """The backbones pass (B*T, C, H, W) with a clip's frames consecutive."""
+    torch.manual_seed(0)
+    block = DTFBlock(16, 4, filter_groups=4)
+    with torch.no_grad():
+        block.alpha.normal_()
+    x = torch.randn(2, 16, 4, 5, 5)
+    frames = x.transpose(1, 2).reshape(8, 16, 5, 5)
+    for mode in (block.eval, block.train):
+        mode()
+        torch.testing.assert_close(block(frames), block(x).transpose(1, 2).reshape(8, 16, 5, 5))
+    with pytest.raises(ValueError, match="frames-major"):
+        block(torch.randn(6, 16, 5, 5))

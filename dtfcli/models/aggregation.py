@@ -44,35 +44,40 @@ def _window(size_h: int, size_w: int, dy: int, dx: int):
 
 
 def _correlate(query: Tensor, key: Tensor, offsets, out: Tensor) -> None:
-    """out[:, j] = <query, key shifted by offsets[j]> / C over channels (dim 1); zero outside."""
-    c = query.shape[1]
+    """out[:, :, j] = <query, key shifted by offsets[j]> / C over channels; zero outside.
+
+    Frames-major tensors: query and key (B, T', C, H, W), out (B, T', k^2, H, W)."""
+    c = query.shape[2]
     h, w = query.shape[-2:]
     for j, (dy, dx) in enumerate(offsets):
         q_idx, k_idx = _window(h, w, dy, dx)
         if q_idx[1].start >= q_idx[1].stop or q_idx[2].start >= q_idx[2].stop:
             continue
-        out[:, j][q_idx] = torch.linalg.vecdot(query[q_idx], key[k_idx], dim=1).div_(c)
+        out[:, :, j][q_idx] = torch.linalg.vecdot(query[q_idx], key[k_idx], dim=2).div_(c)
 
 
 class _FrameAggregationFn(torch.autograd.Function):
+    """FA on a frames-major (B, T, C, H, W) tensor; returns Y (same layout) and the
+    correlation scores (B, T, k^2, H, W)."""
+
     @staticmethod
     def forward(ctx, x: Tensor, kernel_size: int, aggregate: bool):
-        b, c, t, h, w = x.shape
+        b, t, c, h, w = x.shape
         offsets = neighbour_offsets(kernel_size)
         k2 = len(offsets)
-        corr = x.new_zeros(b, k2, t, h, w)
-        _correlate(x[:, :, :1], x[:, :, :1], offsets, corr[:, :, :1])
+        corr = x.new_zeros(b, t, k2, h, w)
+        _correlate(x[:, :1], x[:, :1], offsets, corr[:, :1])
         y = x.clone() if aggregate else x
         weights = None
         if t > 1:
-            prev, nxt = x[:, :, :-1], x[:, :, 1:]
-            _correlate(prev, nxt, offsets, corr[:, :, 1:])
+            prev, nxt = x[:, :-1], x[:, 1:]
+            _correlate(prev, nxt, offsets, corr[:, 1:])
             if aggregate:
-                weights = torch.softmax(corr[:, :, 1:], dim=1)
-                head = y[:, :, :-1]
+                weights = torch.softmax(corr[:, 1:], dim=2)
+                head = y[:, :-1]
                 for j, (dy, dx) in enumerate(offsets):
                     q_idx, k_idx = _window(h, w, dy, dx)
-                    head[q_idx].addcmul_(weights[:, j : j + 1][q_idx], nxt[k_idx])
+                    head[q_idx].addcmul_(weights[:, :, j : j + 1][q_idx], nxt[k_idx])
         ctx.kernel_size = kernel_size
         ctx.aggregate = aggregate
         ctx.save_for_backward(x, weights)
@@ -83,15 +88,15 @@ class _FrameAggregationFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y: Tensor | None, grad_corr: Tensor | None):
         x, weights = ctx.saved_tensors
-        b, c, t, h, w = x.shape
+        b, t, c, h, w = x.shape
         offsets = neighbour_offsets(ctx.kernel_size)
         grad_x = grad_y.clone() if grad_y is not None else torch.zeros_like(x)
-        x0 = x[:, :, 0]
-        gx0 = grad_x[:, :, 0]
+        x0 = x[:, 0]
+        gx0 = grad_x[:, 0]
 
         # Frame 0's self-correlation: corr0_j = <x0, shift_j(x0)> / C.
         if grad_corr is not None:
-            g0 = grad_corr[:, :, 0]
+            g0 = grad_corr[:, 0]
             for j, (dy, dx) in enumerate(offsets):
                 q_idx, k_idx = _window(h, w, dy, dx)
                 gj = g0[:, j : j + 1][q_idx] / c
@@ -100,26 +105,26 @@ class _FrameAggregationFn(torch.autograd.Function):
         if t == 1:
             return grad_x, None, None
 
-        prev, nxt = x[:, :, :-1], x[:, :, 1:]
-        g_prev = grad_x[:, :, :-1]
-        g_next = grad_x[:, :, 1:]
-        g_scores = grad_corr[:, :, 1:].clone() if grad_corr is not None else None
+        prev, nxt = x[:, :-1], x[:, 1:]
+        g_prev = grad_x[:, :-1]
+        g_next = grad_x[:, 1:]
+        g_scores = grad_corr[:, 1:].clone() if grad_corr is not None else None
 
         if ctx.aggregate and grad_y is not None:
-            g_head = grad_y[:, :, :-1]
+            g_head = grad_y[:, :-1]
             g_weights = torch.zeros_like(weights)
             for j, (dy, dx) in enumerate(offsets):
                 q_idx, k_idx = _window(h, w, dy, dx)
-                g_weights[:, j][q_idx] = torch.linalg.vecdot(g_head[q_idx], nxt[k_idx], dim=1)
-                g_next[k_idx].addcmul_(weights[:, j : j + 1][q_idx], g_head[q_idx])
+                g_weights[:, :, j][q_idx] = torch.linalg.vecdot(g_head[q_idx], nxt[k_idx], dim=2)
+                g_next[k_idx].addcmul_(weights[:, :, j : j + 1][q_idx], g_head[q_idx])
             # softmax backward over the k^2 neighbours
-            g_soft = weights * (g_weights - (weights * g_weights).sum(1, keepdim=True))
+            g_soft = weights * (g_weights - (weights * g_weights).sum(2, keepdim=True))
             g_scores = g_soft if g_scores is None else g_scores + g_soft
 
         if g_scores is not None:
             for j, (dy, dx) in enumerate(offsets):
                 q_idx, k_idx = _window(h, w, dy, dx)
-                gj = g_scores[:, j : j + 1][q_idx] / c
+                gj = g_scores[:, :, j : j + 1][q_idx] / c
                 g_prev[q_idx].addcmul_(gj, nxt[k_idx])
                 g_next[k_idx].addcmul_(gj, prev[q_idx])
         return grad_x, None, None
@@ -130,10 +135,12 @@ def frame_aggregation(x: Tensor, kernel_size: int = 3, aggregate: bool = True) -
 
     Returns ``(Y, F_cor)``: the enhanced feature (B, C, T, H, W) (``Y = F`` when
     ``aggregate`` is False) and the correlation scores (B, k*k, T, H, W) before the softmax.
+    (The DTF block calls `FrameAggregation` on its frames-major layout instead.)
     """
     if x.dim() != 5:
         raise ValueError(f"frame aggregation expects a (B, C, T, H, W) tensor, got shape {tuple(x.shape)}")
-    return _FrameAggregationFn.apply(x, kernel_size, aggregate)
+    y, corr = _FrameAggregationFn.apply(x.transpose(1, 2).contiguous(), kernel_size, aggregate)
+    return y.transpose(1, 2), corr.transpose(1, 2)
 
 
 class FrameAggregation(nn.Module):
@@ -152,12 +159,15 @@ class FrameAggregation(nn.Module):
         self.aggregate = aggregate
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return frame_aggregation(x, self.kernel_size, self.aggregate)
+        """x: frames-major (B, T, C, H, W), contiguous. Returns Y in the same layout and the
+        correlation scores (B, T, k^2, H, W)."""
+        if x.dim() != 5:
+            raise ValueError(f"frame aggregation expects a frames-major (B, T, C, H, W) tensor, got {tuple(x.shape)}")
+        return _FrameAggregationFn.apply(x.contiguous(), self.kernel_size, self.aggregate)
 
     def macs(self, x: Tensor) -> int:
         """Multiply-adds: the correlation (C k^2 per location and frame) plus the aggregation."""
-        b, c, t, h, w = x.shape
-        per = b * c * self.kernel_size**2 * t * h * w
+        per = x.numel() * self.kernel_size**2  # C k^2 per location and frame, whatever the layout
         return per * (2 if self.aggregate else 1)
 
     def extra_repr(self) -> str:

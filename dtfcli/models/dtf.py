@@ -15,8 +15,20 @@ Input F: (B, C, T, H, W). With M = T // 2 + 1 frequency bins:
 The spectral path (2-6) runs in float32 even under autocast. The transforms along time are
 real DFTs computed as two small matmuls (T is 1-16 inside these networks, where a matmul
 beats a strided FFT call); they equal `torch.fft.rfft/irfft(norm="ortho")` to float
-precision (tests). Everything stays in real arithmetic, laid out per channel as
-[real bins; imaginary bins], so the mixing, the norm and the inverse need no copies.
+precision (tests). Everything stays in real arithmetic.
+
+Layout: the block works on frames-major tensors, (B*T, C, H, W) with the T frames of a clip
+consecutive, which is how the backbones carry their features (every spatial layer is a 2D
+one). Then each transform along time is one matmul over (B, T, C*H*W) views, spectra are
+laid out (B, bin, real/imag, C, H*W), and the channel mixing is a batched matmul per bin,
+all without copies. (B, C, T, H, W) input is accepted too and transposed in and out.
+
+Inference: with the norm's running statistics fixed, everything after the modulation is
+linear, so the norm and alpha are folded into the mixing weights, and the mixing is
+applied after the inverse transform: irfft(W S') = Re(W) irfft(S') + Im(W) irfft(i S')
+exactly (irfft is real-linear), a real C x 2C matmul per frame (2 C^2 multiply-adds per
+location and frame) instead of a complex C x C one per bin (4 C^2 per location and bin),
+which also adds the residual in the same call (`baddbmm`).
 """
 
 from __future__ import annotations
@@ -74,13 +86,32 @@ def _cached_dft(num_frames: int, dtype: torch.dtype, device: torch.device) -> tu
         return real_dft_matrices(num_frames, dtype, device)
 
 
+@functools.lru_cache(maxsize=64)
+def _frames_major_transforms(num_frames: int, dtype: torch.dtype, device: torch.device):
+    """The transforms in the block's (bin, real/imag) order.
+
+    forward (2M, T) and inverse (T, 2M) as `real_dft_matrices`; to_time (2T, 2M) with rows
+    (frame, u/v): u = irfft(S'), v = irfft(i S') (i (a + ib) = -b + ia); ones_response (T,):
+    irfft of 1 + i in every bin.
+    """
+    forward, inverse = _cached_dft(num_frames, dtype, device)
+    t, m = num_frames, num_bins(num_frames)
+    with torch.inference_mode(False), torch.no_grad():
+        fwd = forward.view(2, m, t).transpose(0, 1).reshape(2 * m, t)
+        inv_re, inv_im = inverse[:, :m], inverse[:, m:]
+        inv = torch.stack((inv_re, inv_im), 2).reshape(t, 2 * m)
+        inv_of_i = torch.stack((inv_im, -inv_re), 2).reshape(t, 2 * m)
+        to_time = torch.stack((inv, inv_of_i), 1).reshape(2 * t, 2 * m)
+        return fwd, inv, to_time, inverse.sum(1)
+
+
 class SpectralChannelMixing(nn.Module):
-    """A complex C x C linear map over channels, applied as one real (2C x 2C) matmul.
+    """A complex C x C linear map over channels (the released code's ``FFTLinear``), applied
+    as one real (2C x 2C) matmul.
 
     ``complex_weight[o, i] = (re, im)``. Rows and columns of the real matrix are ordered
-    (channel, part): entry ((o, p), (i, q)) is Wr for p = q, -Wi for (p, q) = (re, im) and
-    Wi for (im, re), which is exactly the complex product; the matmul does the 4 real
-    multiply-adds of each complex one (and FLOP counters see them all).
+    (part, channel): [[Wr, -Wi], [Wi, Wr]], which is exactly the complex product; the
+    matmul does the 4 real multiply-adds of each complex one (and FLOP counters see them).
     """
 
     def __init__(self, channels: int):
@@ -90,11 +121,10 @@ class SpectralChannelMixing(nn.Module):
 
     def real_matrix(self) -> Tensor:
         wr, wi = self.complex_weight.unbind(-1)
-        c = self.channels
-        return torch.stack([torch.stack([wr, -wi], -1), torch.stack([wi, wr], -1)], 1).reshape(2 * c, 2 * c)
+        return torch.cat([torch.cat([wr, -wi], 1), torch.cat([wi, wr], 1)], 0)
 
     def forward(self, z: Tensor) -> Tensor:
-        """z: (B, 2C, L), row 2c the real part of channel c and row 2c + 1 its imaginary part."""
+        """z: (..., 2C, L), rows [real parts of the C channels; imaginary parts]."""
         return torch.matmul(self.real_matrix(), z)
 
     def extra_repr(self) -> str:
@@ -169,71 +199,157 @@ class DTFBlock(nn.Module):
         self.norm = nn.BatchNorm1d(channels, affine=False)
 
     def _check(self, x: Tensor) -> None:
-        if x.dim() != 5:
-            raise ValueError(f"DTF block expects (B, C, T, H, W), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.channels or x.shape[2] != self.num_frames:
+        if x.dim() == 5:
+            if x.shape[1] != self.channels or x.shape[2] != self.num_frames:
+                raise ValueError(
+                    f"DTF block built for C={self.channels}, T={self.num_frames} got C={x.shape[1]}, "
+                    f"T={x.shape[2]} (the model's number of frames is fixed when it is built)"
+                )
+        elif x.dim() == 4:
+            if x.shape[1] != self.channels or x.shape[0] % self.num_frames:
+                raise ValueError(
+                    f"DTF block built for C={self.channels}, T={self.num_frames} got a frames-major "
+                    f"(B*T, C, H, W) tensor of shape {tuple(x.shape)}"
+                )
+        else:
             raise ValueError(
-                f"DTF block built for C={self.channels}, T={self.num_frames} got C={x.shape[1]}, "
-                f"T={x.shape[2]} (the model's number of frames is fixed when it is built)"
+                f"DTF block expects (B, C, T, H, W) or frames-major (B*T, C, H, W), got shape {tuple(x.shape)}"
             )
+
+    def _dims(self, x: Tensor) -> tuple[int, int, int, int]:
+        """(B, C, T, H*W) of a (B, C, T, H, W) or frames-major (B*T, C, H, W) input."""
+        t = self.num_frames
+        if x.dim() == 5:
+            return x.shape[0], x.shape[1], t, x.shape[3] * x.shape[4]
+        return x.shape[0] // t, x.shape[1], t, x.shape[2] * x.shape[3]
+
+    def _folds_inference(self) -> bool:
+        """Inference with fixed norm statistics: the linear tail is folded (see the module doc)."""
+        return not self.training and self.norm.track_running_stats
 
     def filter_parts(self, y: Tensor, corr: Tensor | None) -> Tensor:
         """The frequency filter as real and imaginary parts: (B, C/G, 2, M, H*W), or
-        (1, C/G, 2, M, 1) for the fixed filter."""
-        b, c, t, h, w = y.shape
+        (1, C/G, 2, M, 1) for the fixed filter. y: frames-major (B, T, C, H, W), corr
+        (B, T, k^2, H, W)."""
+        b, t, c, h, w = y.shape
         if not self.dynamic:
             return self.fixed_filter.to(y.dtype).permute(0, 2, 1)[None, ..., None]
-        # The 1x1 conv over concat(Y, F_cor) flattened channel-major as (C + k^2) x T, applied
-        # as one matmul per part so that the concatenation is never materialised.
+        # The 1x1 conv over concat(Y, F_cor) flattened channel-major as (C + k^2) x T (the
+        # weight's column order), applied as one matmul per part on the frames-major
+        # features, whose rows are (frame, channel): the weight's columns are reordered
+        # instead of the features, and the concatenation is never materialised.
         weight = self.filter_estimator.weight.flatten(1)  # (out, (C + k^2) T)
-        out = torch.matmul(weight[:, : c * t], y.reshape(b, c * t, h * w))
+        n_out = weight.shape[0]
+        w_y = weight[:, : c * t].view(n_out, c, t).transpose(1, 2).reshape(n_out, t * c)
+        out = torch.matmul(w_y, y.reshape(b, t * c, h * w))
         if corr is not None:  # the output is small (C/G x 2M per location): adding is cheap
-            out = out + torch.matmul(weight[:, c * t :], corr.reshape(b, -1, h * w))
+            k2 = corr.shape[2]
+            w_c = weight[:, c * t :].view(n_out, k2, t).transpose(1, 2).reshape(n_out, t * k2)
+            out = out + torch.matmul(w_c, corr.reshape(b, t * k2, h * w))
         return out.view(b, -1, 2, num_bins(t), h * w)
 
     def estimate_filter(self, y: Tensor, corr: Tensor | None) -> Tensor:
-        """The frequency filter S_i, complex: (B, C/G, M, H, W) (dynamic) or (1, C/G, M, 1, 1)."""
+        """The frequency filter S_i, complex: (B, C/G, M, H, W) (dynamic) or (1, C/G, M, 1, 1).
+        y and corr frames-major, as `frame_aggregation` returns them."""
         parts = self.filter_parts(y, corr)
         h, w = (y.shape[-2:] if self.dynamic else (1, 1))
         return torch.complex(parts[:, :, 0], parts[:, :, 1]).unflatten(-1, (h, w))
 
     def forward(self, x: Tensor) -> Tensor:
+        """x: (B, C, T, H, W), or frames-major (B*T, C, H, W) as the backbones carry it;
+        the output has the input's shape."""
         self._check(x)
+        five_d = x.dim() == 5
+        frames = x.transpose(1, 2).flatten(0, 1) if five_d else x  # frames-major (B*T, C, H, W)
         with _fp32_region(x.device.type):
             if self.recompute and self.training and torch.is_grad_enabled():
                 # Keep only the input for the backward pass and recompute the block there:
                 # the spectra it would otherwise save are several times the input's size.
-                out, stats = checkpoint(self._forward_fp32, x, use_reentrant=False, preserve_rng_state=False)
+                out, stats = checkpoint(self._forward_fp32, frames, use_reentrant=False, preserve_rng_state=False)
+            elif self._folds_inference():
+                out, stats = self._inference_fp32(frames), None
             else:
-                out, stats = self._forward_fp32(x)
+                out, stats = self._forward_fp32(frames)
         if stats is not None:
             self._update_running_stats(*stats)
-        return out.to(x.dtype)
+        out = out.to(x.dtype)
+        if five_d:
+            b, c, t, h, w = x.shape
+            out = out.view(b, t, c, h, w).transpose(1, 2)
+        return out
 
-    def _forward_fp32(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+    def _prepare(self, x: Tensor):
+        """Float32 (or float64) frames-major input, its aggregation and its spectrum."""
         f = x if x.dtype in (torch.float32, torch.float64) else x.float()  # half -> float32
-        b, c, t, h, w = f.shape
+        f = f.contiguous()
+        n, c, h, w = f.shape
+        t = self.num_frames
+        b = n // t
+        video = f.view(b, t, c, h, w)
         if self.frame_aggregation is not None:
-            y, corr = self.frame_aggregation(f)
+            y, corr = self.frame_aggregation(video)
             if not self.correlation:
                 corr = None
         else:
-            y, corr = f, None
-        bins, g, hw = num_bins(t), self.filter_groups, h * w
-        forward_dft, inverse_dft = _cached_dft(t, f.dtype, f.device)
-        # S = rFFT_T(Y): (B*C, 2M, HW), per channel [real bins; imaginary bins]
-        spectrum = torch.matmul(forward_dft, y.reshape(b * c, t, hw)).view(b, c // g, g, 2, bins, hw)
-        filt = self.filter_parts(y, corr).unsqueeze(2)  # shared by the G channels of a group
-        sr, si, fr, fi = spectrum[:, :, :, 0], spectrum[:, :, :, 1], filt[:, :, :, 0], filt[:, :, :, 1]
-        modulated = torch.stack((sr * fr - si * fi, sr * fi + si * fr), dim=3)  # S' = S * S_c
-        z = self.mixing(modulated.view(b, 2 * c, bins * hw))  # rows (channel, part)
-        z, stats = self._normalise(z.view(b, c, 2 * bins * hw))  # norm over both parts
+            y, corr = video, None
+        bins, g = num_bins(t), self.filter_groups
+        forward_dft = _frames_major_transforms(t, f.dtype, f.device)[0]
+        # S = rFFT_T(Y), one matmul: (B, 2M, C*HW), rows (bin, real/imag)
+        spectrum = torch.matmul(forward_dft, y.reshape(b, t, c * h * w)).view(b, bins, 2, c // g, g, h * w)
+        return f, spectrum, self.filter_parts(y, corr)
+
+    @staticmethod
+    def _modulate(spectrum: Tensor, filt: Tensor) -> Tensor:
+        """S' = S * S_c: spectrum (B, M, 2, C/G, G, HW), filter (B, C/G, 2, M, HW); the G
+        channels of a group share their filter (a broadcast, no copy)."""
+        filt = filt.permute(0, 3, 2, 1, 4).unsqueeze(4)  # (B, M, 2, C/G, 1, HW)
+        sr, si, fr, fi = spectrum[:, :, 0], spectrum[:, :, 1], filt[:, :, 0], filt[:, :, 1]
+        if torch.is_grad_enabled() and (spectrum.requires_grad or filt.requires_grad):
+            return torch.stack((sr * fr - si * fi, sr * fi + si * fr), dim=2)
+        out = spectrum.new_empty(spectrum.shape)  # no autograd: fewer passes, no temporaries
+        torch.mul(sr, fr, out=out[:, :, 0])
+        out[:, :, 0].addcmul_(si, fi, value=-1)
+        torch.mul(sr, fi, out=out[:, :, 1])
+        out[:, :, 1].addcmul_(si, fr)
+        return out
+
+    def _forward_fp32(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        """The block as trained: mixing per bin, norm with batch statistics (in training)."""
+        f, spectrum, filt = self._prepare(x)
+        n, c, h, w = f.shape
+        t, bins = self.num_frames, num_bins(self.num_frames)
+        b = n // t
+        modulated = self._modulate(spectrum, filt).view(b * bins, 2 * c, h * w)
+        z = self.mixing(modulated)  # rows (real/imag, channel)
+        z, stats = self._normalise(z.view(b * bins * 2, c, h * w))  # per channel, both parts
         z = z * self.alpha.view(1, c, 1)
-        out = torch.matmul(inverse_dft, z.view(b * c, 2 * bins, hw)).view(b, c, t, h, w)
-        return f + out + self.bias.view(1, c, 1, 1, 1), stats
+        inverse_dft = _frames_major_transforms(t, f.dtype, f.device)[1]
+        out = torch.matmul(inverse_dft, z.view(b, 2 * bins, c * h * w)).view(n, c, h, w)
+        return f + out + self.bias.view(1, c, 1, 1), stats
+
+    def _inference_fp32(self, x: Tensor) -> Tensor:
+        """The same function with the norm's running statistics: norm and alpha folded into
+        the mixing, which runs after the inverse transform (see the module doc)."""
+        f, spectrum, filt = self._prepare(x)
+        n, c, h, w = f.shape
+        t, bins = self.num_frames, num_bins(self.num_frames)
+        b = n // t
+        modulated = self._modulate(spectrum, filt)
+        to_time, ones_response = _frames_major_transforms(t, f.dtype, f.device)[2:]
+        # [irfft(S'); irfft(i S')] per frame: (B, T, 2, C, HW)
+        uv = torch.matmul(to_time, modulated.view(b, 2 * bins, c * h * w)).view(n, 2 * c, h * w)
+        norm = self.norm
+        scale = self.alpha.to(f.dtype) * torch.rsqrt(norm.running_var.to(f.dtype) + norm.eps)
+        wr, wi = self.mixing.complex_weight.to(f.dtype).unbind(-1)
+        weight = torch.cat([wr, wi], 1) * scale[:, None]  # (C, 2C)
+        out = torch.baddbmm(f.view(n, c, h * w), weight.expand(n, c, 2 * c), uv)
+        # The norm's mean, the same in every bin and part, and the bias: a fixed pattern in time.
+        shift = self.bias.to(f.dtype) - torch.outer(ones_response, scale * norm.running_mean.to(f.dtype))
+        out.view(b, t, c, h * w).add_(shift.view(1, t, c, 1))
+        return out.view(n, c, h, w)
 
     def _normalise(self, z: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
-        """Batch norm without affine over (2B, C, L). In training, batch statistics; the
+        """Batch norm without affine over (N, C, L). In training, batch statistics; the
         running statistics are updated by the caller, once per forward even when the block
         is recomputed in the backward pass."""
         norm = self.norm
@@ -257,15 +373,17 @@ class DTFBlock(nn.Module):
         """Multiply-adds a FLOP counter of aten matmuls/convs does not see: the complex
         modulation S * S_c (4 real multiply-adds per complex product). The frame-wise
         aggregation reports its own."""
-        b, c, t, h, w = x.shape
-        return 4 * b * c * num_bins(t) * h * w
+        b, c, t, hw = self._dims(x)
+        return 4 * b * c * num_bins(t) * hw
 
     def transform_macs(self, x: Tensor) -> int:
         """Multiply-adds of the forward and inverse real DFTs along time (two matmuls of
         2M x T per channel and location). Counted apart from the total, as the paper leaves
-        its FFTs out; a FLOP counter sees them as matmuls, so `measure_cost` moves them."""
-        b, c, t, h, w = x.shape
-        return 2 * b * c * h * w * 2 * num_bins(t) * t
+        its FFTs out; a FLOP counter sees them as matmuls, so `measure_cost` moves them.
+        In folded inference the inverse gives two signals per channel (irfft(S'), irfft(iS'))."""
+        b, c, t, hw = self._dims(x)
+        inverse = 2 if self._folds_inference() else 1
+        return (1 + inverse) * b * c * hw * 2 * num_bins(t) * t
 
     def extra_repr(self) -> str:
         return (
