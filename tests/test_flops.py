@@ -45,7 +45,9 @@ def test_hand_counted_products_of_the_dtf_block():
         2 * c * 9 * t * hw  # frame-wise aggregation: correlation + aggregation
         + (c + 9) * t * (c // g * m * 2) * hw  # filter estimator (1x1 conv)
         + 4 * c * m * hw  # modulation S * S_c, complex
-        + 4 * c * c * m * hw  # complex channel mixing = real 2C x 2C matmul
+        # complex channel mixing, in inference folded with the norm and applied after the
+        # inverse transform: a real C x 2C matmul per frame (not 4 C^2 per bin)
+        + 2 * c * c * t * hw
     )
     assert cost.macs == expected
     assert cost.fft_gflops > 0

@@ -63,7 +63,8 @@ def _meta(name, **kw):
 def test_dtfnet_layout_follows_the_paper(name, blocks):
     model = _meta(name)
     assert model.conv1.kernel_size == (4, 7, 7) and model.conv1.stride == (4, 2, 2)
-    assert model.maxpool.kernel_size == (1, 3, 3)
+    # max-pool 1x3x3: a 2D pool per frame on the frames-major features
+    assert isinstance(model.maxpool, nn.MaxPool2d) and model.maxpool.kernel_size == 3 and model.maxpool.stride == 2
     spatial = [m for n, m in model.named_modules() if isinstance(m, nn.Conv3d) and n != "conv1"
                and not n.endswith("conv") and m.kernel_size != (1, 1, 1)]
     assert spatial and all(m.kernel_size == (1, 3, 3) for m in spatial)
@@ -182,3 +183,35 @@ def test_temporal_conv_starts_as_identity():
 def test_dtfnet_and_swin_classes_are_exported():
     assert isinstance(create_model("dtfnet_tiny"), DTFNet)
     assert isinstance(create_model("dtf_swin_tiny"), DTFSwin)
+
+
+@pytest.mark.parametrize("kt,k,stride", [(4, 7, 2), (1, 3, 1), (1, 3, 2), (1, 1, 2), (2, 3, 1)])
+def test_frame_conv_is_the_conv3d_it_stores(kt, k, stride):
+    """The backbones run their Conv3d parameters as 2D convs on frames-major tensors."""
+    from dtfcli.models.resnet import FrameConv
+
+    torch.manual_seed(kt * 10 + k)
+    conv = FrameConv(3, 5, k, stride=stride, kt=kt).double()
+    clip = torch.randn(2, 3, 4 * kt, 9, 8, dtype=torch.float64)
+    expected = torch.nn.functional.conv3d(clip, conv.weight, None, conv.stride, conv.padding)  # (B, C, T, H, W)
+    frames_major = expected.transpose(1, 2).reshape(-1, *expected.shape[1:2], *expected.shape[3:])
+    torch.testing.assert_close(conv(clip), frames_major)
+    if kt == 1:
+        torch.testing.assert_close(conv(clip.transpose(1, 2).reshape(-1, 3, 9, 8)), frames_major)
+    else:
+        with pytest.raises(ValueError, match="needs a"):
+            conv(torch.randn(4, 3, 9, 8, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kind", ["tsm", "conv1d", "dyn1d"])
+def test_temporal_modules_take_frames_major_input(kind):
+    from dtfcli.models.temporal import build_temporal_module
+
+    torch.manual_seed(1)
+    module = TemporalShift(8, num_frames=4) if kind == "tsm" else build_temporal_module(kind, 16, 4, filter_groups=4)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_()
+    x = torch.randn(2, 16, 4, 3, 5)
+    frames = x.transpose(1, 2).reshape(8, 16, 3, 5)
+    torch.testing.assert_close(module(frames), module(x).transpose(1, 2).reshape(8, 16, 3, 5))

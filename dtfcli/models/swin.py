@@ -44,10 +44,8 @@ class DTFSwinBlock(SwinTransformerBlock):
 
     def forward(self, x: Tensor) -> Tensor:  # x: (B*T, H, W, C)
         x = x + self.stochastic_depth(self.attn(self.norm1(x)))
-        if self.temporal is not None:
-            bt, h, w, c = x.shape
-            video = x.view(bt // self.frames, self.frames, h, w, c).permute(0, 4, 1, 2, 3)
-            x = self.temporal(video).permute(0, 2, 3, 4, 1).reshape(bt, h, w, c)
+        if self.temporal is not None:  # frames-major (B*T, C, H, W) in and out
+            x = self.temporal(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).contiguous()
         return x + self.stochastic_depth(self.mlp(self.norm2(x)))
 
 
