@@ -134,7 +134,7 @@ def test_unreadable_files_raise_a_typed_error_naming_the_file(broken, name, reas
 def test_auto_falls_back_to_the_other_backend(videos, monkeypatch):
     pytest.importorskip("decord")
 
-    def broken_decode(self, wanted):
+    def broken_decode(self, wanted, sink):
         raise VideoDecodeError(self.path, "simulated decoder failure")
 
     monkeypatch.setattr(video_mod.PyAVReader, "_decode_sorted", broken_decode)
