@@ -197,7 +197,7 @@ class VideoReader:
         self.frame_times = index.seconds
         self.num_frames = len(index.pts)
         if self.num_frames > 1:
-            last_step = float(np.median(np.diff(self.frame_times[-min(8, self.num_frames):])))
+            last_step = float(np.median(np.diff(self.frame_times[-min(8, self.num_frames) :])))
         else:
             last_step = 1.0 / 25
         self.duration = float(self.frame_times[-1]) + max(last_step, 1e-3)
@@ -276,8 +276,10 @@ class VideoReader:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.path!r}, frames={self.num_frames}, fps={self.fps:.3f}, "
-                f"duration={self.duration:.3f}s)")
+        return (
+            f"{type(self).__name__}({self.path!r}, frames={self.num_frames}, fps={self.fps:.3f}, "
+            f"duration={self.duration:.3f}s)"
+        )
 
     def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> None:
         """Decode the frames at the sorted positions ``wanted`` and hand each to ``sink(index,
@@ -527,9 +529,14 @@ class FrameFolderReader(VideoReader):
         self.files = files
         n = len(files)
         index = FrameIndex(
-            pts=list(range(n)), keyframes=list(range(n)), seconds=np.arange(n) / float(fps),
-            time_base=Fraction(1, 1) / Fraction(fps).limit_denominator(1000), sequential=False,
-            header_frames=n, format_name="frames", codec_name=files[0].suffix.lstrip(".").lower(),
+            pts=list(range(n)),
+            keyframes=list(range(n)),
+            seconds=np.arange(n) / float(fps),
+            time_base=Fraction(1, 1) / Fraction(fps).limit_denominator(1000),
+            sequential=False,
+            header_frames=n,
+            format_name="frames",
+            codec_name=files[0].suffix.lstrip(".").lower(),
         )
         super().__init__(folder, index)
         self.duration = n / float(fps)
