@@ -14,9 +14,14 @@ reference, a plain sequential PyAV decode of the whole file.
 Methods:
   dtf B read_clips        open_video(path, B).read_clips(all 10 clips): one pass over the file
   dtf B per clip          open_video(path, B).get_frames(clip) once per clip
-  raw decord get_batch    decord.VideoReader(path).get_batch(indices) for the same frame numbers
-  raw pyav sequential     decode the whole file with PyAV, keep the wanted frames
-No assertions: this is a measurement, not a test.
+  raw decord get_batch    decord.VideoReader(path).get_batch(the same frame numbers, distinct and
+                          in file order), handed out in the clips' order
+  raw pyav sequential     decode the whole file with PyAV, convert the wanted frames to RGB
+                          with one reused converter (as dtf does): the baseline of the ratio
+  raw pyav to_ndarray     the same with the plain frame.to_ndarray(format="rgb24"), which sets
+                          up a new converter per frame (for reference)
+The sequential PyAV baseline suits 10 s files, where the clips leave gaps of a few frames;
+for a long --video a seeking decode would beat it. No assertions: a measurement, not a test.
 """
 
 from __future__ import annotations

@@ -116,13 +116,16 @@ def test_truncated_files_read_what_survives(videos, name, backend):
 
 
 @pytest.mark.parametrize("backend", backend_params())
-@pytest.mark.parametrize("name, reason", [
-    ("empty.mp4", "empty file"),
-    ("notes.mp4", "not a readable video"),
-    ("audio_only.mp4", "no video stream"),
-    ("truncated.mp4", "not a readable video"),
-    ("missing.mp4", "no such file"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("empty.mp4", "empty file"),
+        ("notes.mp4", "not a readable video"),
+        ("audio_only.mp4", "no video stream"),
+        ("truncated.mp4", "not a readable video"),
+        ("missing.mp4", "no such file"),
+    ],
+)
 def test_unreadable_files_raise_a_typed_error_naming_the_file(broken, name, reason, backend):
     with pytest.raises(VideoDecodeError) as info:
         open_video(broken / name, backend).get_frames([0])
@@ -134,7 +137,7 @@ def test_unreadable_files_raise_a_typed_error_naming_the_file(broken, name, reas
 def test_auto_falls_back_to_the_other_backend(videos, monkeypatch):
     pytest.importorskip("decord")
 
-    def broken_decode(self, wanted):
+    def broken_decode(self, wanted, sink):
         raise VideoDecodeError(self.path, "simulated decoder failure")
 
     monkeypatch.setattr(video_mod.PyAVReader, "_decode_sorted", broken_decode)
