@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from dtfcli import native
+
 
 def neighbour_offsets(kernel_size: int) -> list[tuple[int, int]]:
     """Offsets (dy, dx) of the k x k window in the order of the correlation channels."""
@@ -62,6 +64,18 @@ class _FrameAggregationFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, kernel_size: int, aggregate: bool):
+        ctx.kernel_size = kernel_size
+        ctx.aggregate = aggregate
+        fused = native.frame_aggregation(x, kernel_size, aggregate, need_weights=ctx.needs_input_grad[0])
+        if fused is not None:
+            y, corr, weights = fused
+            ctx.save_for_backward(x, weights)
+            return (y if aggregate else x.view_as(x)), corr
+        return _FrameAggregationFn._forward_tensor_ops(ctx, x, kernel_size, aggregate)
+
+    @staticmethod
+    def _forward_tensor_ops(ctx, x: Tensor, kernel_size: int, aggregate: bool):
+        """The reference path (any dtype and device): a loop over the k^2 offsets."""
         b, t, c, h, w = x.shape
         offsets = neighbour_offsets(kernel_size)
         k2 = len(offsets)
@@ -78,8 +92,6 @@ class _FrameAggregationFn(torch.autograd.Function):
                 for j, (dy, dx) in enumerate(offsets):
                     q_idx, k_idx = _window(h, w, dy, dx)
                     head[q_idx].addcmul_(weights[:, :, j : j + 1][q_idx], nxt[k_idx])
-        ctx.kernel_size = kernel_size
-        ctx.aggregate = aggregate
         ctx.save_for_backward(x, weights)
         if not aggregate:
             y = x.view_as(x)  # Y = F: returned as a view, autograd passes its gradient through

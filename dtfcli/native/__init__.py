@@ -1,0 +1,157 @@
+"""Native CPU kernels, compiled on first use with the system C compiler and cached.
+
+Why: the DTF block's frame-wise aggregation is memory-bound; as tensor operations it makes
+about 50 passes over the feature (docs/benchmarks.md, "Where the R50 time goes"), where a
+loop over rows makes two. PyTorch has no operation for it, and a C++ extension would need
+a minute of compiling against its headers; this is plain C (OpenMP for the threads, which
+joins the OpenMP runtime PyTorch already loaded), built in about a second by ``cc`` and
+called through ctypes on the tensors' memory.
+
+Everything here is optional: without a compiler, with ``DTF_NATIVE=0``, or for inputs the
+kernel does not take (not float32, not on the CPU, under tracing or torch.compile), the
+callers use their tensor-operation path, which computes the same function and is the
+reference the kernels are tested against. `status()` says which is in use and why.
+
+The library is cached under ``$DTF_CACHE_DIR`` (default ``~/.cache/dtf``)/native, keyed by
+the source, the compiler, its flags and the CPU (``-march=native``), and written atomically
+so concurrent processes never load a half-written file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+_SOURCE = Path(__file__).with_name("frame_aggregation.c")
+_FLAG_SETS = (
+    ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared"],
+    ["-O3", "-fopenmp", "-fPIC", "-shared"],  # compilers without -march=native
+)
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_status: str | None = None
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("DTF_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dtf"
+    )
+    return Path(root) / "native"
+
+
+def _cpu_identity() -> str:
+    """The CPU model and feature flags (what -march=native compiles for)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    keep = [ln for ln in lines if ln.startswith(("model name", "flags", "Features", "CPU part"))]
+    return "\n".join(dict.fromkeys(keep))  # the same on every core: once
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CC", "cc"))
+
+
+def _build(compiler: str) -> Path:
+    source = _SOURCE.read_bytes()
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    errors = []
+    for flags in _FLAG_SETS:
+        key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(), _cpu_identity().encode()]))
+        target = cache_dir() / f"frame_aggregation-{key.hexdigest()[:16]}.so"
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        try:
+            proc = subprocess.run(
+                [compiler, *flags, "-o", tmp, str(_SOURCE)], capture_output=True, text=True, timeout=120
+            )
+            if proc.returncode == 0:
+                os.replace(tmp, target)  # atomic: another process sees the old state or the whole file
+                return target
+            errors.append(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise RuntimeError(f"{compiler} could not build {_SOURCE.name}: {errors[-1]}")
+
+
+def _load() -> ctypes.CDLL | None:
+    global _library, _status
+    with _lock:
+        if _status is not None:
+            return _library
+        if os.environ.get("DTF_NATIVE", "1").strip().lower() in ("0", "false", "off", "no"):
+            _status = "off (DTF_NATIVE=0): tensor operations"
+            return None
+        compiler = _compiler()
+        if compiler is None:
+            _status = f"no C compiler ({os.environ.get('CC', 'cc')} not found): tensor operations"
+            return None
+        try:
+            path = _build(compiler)
+            lib = ctypes.CDLL(str(path))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+            _status = f"unavailable ({err}): tensor operations"
+            return None
+        fn = lib.dtf_frame_aggregation_f32
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 5 + [ctypes.c_int] * 3
+        _library, _status = lib, f"native C kernel ({path})"
+        return lib
+
+
+def status() -> str:
+    """Which frame-aggregation implementation the CPU uses, and why (builds it if needed)."""
+    _load()
+    return _status or ""
+
+
+def _usable(x: torch.Tensor) -> bool:
+    if x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous():
+        return False
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False  # graphs must see tensor operations
+    return _load() is not None
+
+
+def frame_aggregation(
+    x: torch.Tensor, kernel_size: int, aggregate: bool, need_weights: bool
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None] | None:
+    """The kernel on a frames-major (B, T, C, H, W) float32 CPU tensor: (Y or None, corr,
+    softmax weights (B, T-1, k^2, H, W) or None), or None when the caller must use its
+    tensor-operation path."""
+    if not _usable(x):
+        return None
+    b, t, c, h, w = x.shape
+    k2 = kernel_size * kernel_size
+    corr = x.new_empty(b, t, k2, h, w)
+    y = torch.empty_like(x) if aggregate else None
+    weights = x.new_empty(b, t - 1, k2, h, w) if (aggregate and need_weights and t > 1) else None
+    failed = _library.dtf_frame_aggregation_f32(
+        x.data_ptr(),
+        y.data_ptr() if y is not None else None,
+        corr.data_ptr(),
+        weights.data_ptr() if weights is not None else None,
+        b,
+        t,
+        c,
+        h,
+        w,
+        kernel_size,
+        int(aggregate),
+        torch.get_num_threads(),
+    )
+    return None if failed else (y, corr, weights)

@@ -1,0 +1,157 @@
+"""The native frame-aggregation kernel: the same function as eq. 6-8 (brute force), used by
+the DTF block in float32 on the CPU, and a clean fallback when it cannot be built."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from test_aggregation import brute_force_aggregation
+
+from dtfcli import native
+from dtfcli.models import DTFBlock, frame_aggregation
+from dtfcli.models import aggregation as fa_module
+
+needs_kernel = pytest.mark.skipif(
+    not native.status().startswith("native"), reason=f"native kernel not available: {native.status()}"
+)
+
+
+def _tensor_ops_only(monkeypatch):
+    monkeypatch.setattr(native, "frame_aggregation", lambda *args, **kwargs: None)
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "shape,k",
+    [
+        ((2, 7, 4, 5, 6), 3),  # B, C, T, H, W
+        ((1, 3, 1, 4, 4), 3),  # one frame: only the self-correlation
+        ((1, 4, 2, 6, 3), 5),  # window wider than the frame
+        ((1, 5, 3, 2, 9), 1),  # k = 1: a single neighbour
+        ((1, 16, 3, 33, 40), 3),  # several row bands per frame
+    ],
+)
+@pytest.mark.parametrize("aggregate", [True, False])
+def test_kernel_equals_brute_force(shape, k, aggregate):
+    x = torch.randn(shape)
+    frames = x.transpose(1, 2).contiguous()
+    y, corr, weights = native.frame_aggregation(frames, k, aggregate, need_weights=True)
+    y_ref, corr_ref = brute_force_aggregation(x.double(), k)
+    torch.testing.assert_close(corr.transpose(1, 2).double(), corr_ref, rtol=1e-5, atol=1e-5)
+    if aggregate:
+        torch.testing.assert_close(y.transpose(1, 2).double(), y_ref, rtol=1e-5, atol=1e-5)
+        if shape[2] > 1:
+            torch.testing.assert_close(weights.double(), torch.softmax(corr_ref.transpose(1, 2)[:, 1:], 2))
+    else:
+        assert y is None and weights is None
+
+
+@needs_kernel
+def test_kernel_keeps_padding_out_of_non_finite_neighbours():
+    # An inf in the last column must not leak into the next row's first column (the kernel
+    # walks a plane as one flat array): that location's scores are as in the reference.
+    x = torch.randn(1, 2, 4, 5, 5)
+    x[:, 1, :, 1, 4] = float("inf")
+    frames = x.transpose(1, 2).contiguous()
+    y, corr, _ = native.frame_aggregation(frames, 3, True, need_weights=False)
+    y_ref, corr_ref = brute_force_aggregation(x.double(), 3)
+    at = (slice(None), slice(None), 1, 2, 0)  # frame 1, row 2, column 0: (1, 4) is its wrapped left neighbour
+    assert torch.isfinite(corr_ref[at]).all() and torch.isfinite(y_ref[at]).all()
+    torch.testing.assert_close(corr.transpose(1, 2)[at].double(), corr_ref[at], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y.transpose(1, 2)[at].double(), y_ref[at], rtol=1e-5, atol=1e-5)
+
+
+@needs_kernel
+def test_autograd_function_uses_the_kernel_and_gives_the_same_gradients(monkeypatch):
+    x = torch.randn(2, 8, 4, 6, 7, requires_grad=True)
+    calls = []
+    kernel = native.frame_aggregation
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(native, "frame_aggregation", counting)
+    y, corr = frame_aggregation(x)
+    (y.square().sum() + corr.sin().sum()).backward()
+    grad_native = x.grad.clone()
+    assert calls, "the float32 CPU path did not call the kernel"
+
+    _tensor_ops_only(monkeypatch)
+    x.grad = None
+    y2, corr2 = frame_aggregation(x)
+    (y2.square().sum() + corr2.sin().sum()).backward()
+    torch.testing.assert_close(y, y2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(corr, corr2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_native, x.grad, rtol=1e-4, atol=1e-4)
+
+
+@needs_kernel
+@pytest.mark.parametrize("training", [False, True])
+def test_dtf_block_is_the_same_with_and_without_the_kernel(monkeypatch, training):
+    block = DTFBlock(32, 4, filter_groups=8).train(training)
+    with torch.no_grad():
+        block.alpha.normal_()
+        block.norm.running_mean.normal_()
+        block.norm.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 32, 4, 6, 6)
+    out = block(x)
+    _tensor_ops_only(monkeypatch)
+    torch.testing.assert_close(out, block(x), rtol=1e-4, atol=1e-4)
+
+
+def test_inputs_the_kernel_does_not_take_use_tensor_operations():
+    x = torch.randn(1, 3, 4, 5, 5, dtype=torch.float64)
+    assert native.frame_aggregation(x, 3, True, need_weights=False) is None
+    assert native.frame_aggregation(x.float().transpose(3, 4), 3, True, need_weights=False) is None
+    # and the tensor path still gives the function
+    y, corr = fa_module.FrameAggregation(3)(x)
+    assert y.dtype == torch.float64 and corr.shape == (1, 3, 9, 5, 5)
+
+
+def _probe(env: dict, tmp_path) -> str:
+    """status() and a DTF forward in a fresh interpreter with `env`."""
+    code = (
+        "import torch; from dtfcli import native; from dtfcli.models import frame_aggregation;"
+        "y, c = frame_aggregation(torch.randn(1, 4, 3, 5, 5)); assert torch.isfinite(y).all();"
+        "print(native.status())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DTF_CACHE_DIR": str(tmp_path / "cache"), **env},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_falls_back_without_a_compiler(tmp_path):
+    assert _probe({"CC": str(tmp_path / "no-such-cc")}, tmp_path).startswith("no C compiler")
+
+
+def test_falls_back_when_the_build_fails(tmp_path):
+    broken = tmp_path / "broken-cc"
+    broken.write_text("#!/bin/sh\necho 'cc: internal error' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    status = _probe({"CC": str(broken)}, tmp_path)
+    assert status.startswith("unavailable") and "internal error" in status
+    assert not list((tmp_path / "cache" / "native").glob("*.so")), "a failed build left a library behind"
+
+
+def test_can_be_turned_off(tmp_path):
+    assert _probe({"DTF_NATIVE": "0"}, tmp_path).startswith("off")
+
+
+@needs_kernel
+def test_the_built_library_is_cached_and_reused(tmp_path):
+    first = _probe({}, tmp_path)
+    libs = list((tmp_path / "cache" / "native").glob("*.so"))
+    assert first.startswith("native") and len(libs) == 1
+    stamp = libs[0].stat().st_mtime_ns
+    assert _probe({}, tmp_path) == first
+    assert libs[0].stat().st_mtime_ns == stamp
