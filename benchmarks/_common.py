@@ -9,9 +9,9 @@ from pathlib import Path
 # Run from a checkout without installing: the package is one folder up.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dtfcli.engine.runtime import tune_cpu_allocator  # noqa: E402
+from dtfcli.engine.runtime import apply_cpu_settings  # noqa: E402
 
-tune_cpu_allocator()  # as the dtf command does, so both measure the same process setup
+apply_cpu_settings()  # as the dtf command does, so both measure the same process setup
 
 
 def write_report(report: dict, out: Path) -> None:
@@ -30,6 +30,7 @@ def to_markdown(report: dict) -> str:
         + (f", {m['gpu']}" if "gpu" in m else "")
         + f"; torch {m['torch']} ({m['torch_threads']} threads)"
         f"; CPU allocator: {m.get('cpu_allocator', 'system default')}"
+        f"; denormals: {m.get('cpu_denormals', 'kept')}"
         f"; {m['date']}; commit {m['commit']}; "
         f"1-min load average at start {m['load_average_1min']}.",
         "",

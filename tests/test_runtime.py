@@ -1,11 +1,13 @@
-"""The CPU allocator setting of dtfcli.engine.runtime, checked in fresh interpreters by
-counting page faults (a behaviour, not a timing): with the setting, a large tensor freed
-and allocated again reuses the same pages; without it, every allocation faults anew."""
+"""The CPU settings of dtfcli.engine.runtime, checked in fresh interpreters. The allocator
+by counting page faults (a behaviour, not a timing): with the setting, a large tensor freed
+and allocated again reuses the same pages; without it, every allocation faults anew. The
+denormal flushing by the values themselves."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +67,30 @@ def test_the_dtf_command_applies_it(run_cli):
     assert result.returncode == 0, result.stderr
     machine = json.loads(result.stdout)["machine"]
     assert machine["cpu_allocator"].startswith("glibc")
+    assert machine["cpu_denormals"].startswith("flushed")
+
+
+DENORMAL_PROBE = """
+import json, torch
+from dtfcli.engine.runtime import apply_cpu_settings
+apply_cpu_settings()
+tiny = torch.tensor([1e-39, 3e-39])  # float32 denormals (the smallest normal is 1.18e-38)
+print(json.dumps({"product": (tiny * 1.5).tolist(), "sum": (tiny + tiny).tolist()}))
+"""
+
+
+def _denormal_probe(**env_overrides: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "DTF_DENORMALS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(env_overrides)
+    out = subprocess.run([sys.executable, "-c", DENORMAL_PROBE], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="FTZ/DAZ are x86 (SSE) settings")
+def test_denormals_are_flushed_to_zero_unless_kept():
+    flushed = _denormal_probe()
+    assert flushed == {"product": [0.0, 0.0], "sum": [0.0, 0.0]}
+    kept = _denormal_probe(DTF_DENORMALS="keep")
+    assert kept["product"][0] == pytest.approx(1.5e-39, rel=1e-3)
+    assert kept["sum"][1] == pytest.approx(6e-39, rel=1e-3)

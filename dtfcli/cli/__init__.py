@@ -9,7 +9,7 @@ from dtfcli.cli._common import console, fail, run_guarded
 from dtfcli.cli.benchmark import benchmark_command
 from dtfcli.cli.data import app as data_app
 from dtfcli.cli.models import models_command
-from dtfcli.engine.runtime import tune_cpu_allocator
+from dtfcli.engine.runtime import apply_cpu_settings
 
 app = typer.Typer(
     name="dtf",
@@ -39,7 +39,7 @@ app.add_typer(data_app, name="data")
 
 
 def main() -> None:
-    tune_cpu_allocator()  # before any tensor exists: see dtfcli/engine/runtime.py
+    apply_cpu_settings()  # before any tensor exists: see dtfcli/engine/runtime.py
     run_guarded(app)
 
 

@@ -97,7 +97,8 @@ def print_report(report: dict) -> None:
         f"[bold]dtf benchmark[/] on {machine['cpu']} ({machine['cpu_cores']} cores"
         f"{', ' + machine['gpu'] if 'gpu' in machine else ''}), torch {machine['torch']}, "
         f"{machine['date']}, commit {machine['commit'] or '?'}, load {machine['load_average_1min']}, "
-        f"CPU allocator: {machine.get('cpu_allocator', 'system default')}",
+        f"CPU allocator: {machine.get('cpu_allocator', 'system default')}, "
+        f"denormals: {machine.get('cpu_denormals', 'kept')}",
         highlight=False,
     )
     flops = [r for r in rows if r["suite"] == "flops"]

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dtfcli.engine.runtime import cpu_allocator_label
+from dtfcli.engine.runtime import cpu_allocator_label, denormals_label
 
 SUITES = ("flops", "inference", "train", "block", "decode")
 MIB = 1024 * 1024
@@ -647,6 +647,7 @@ def machine_info(device: torch.device) -> dict:
         # Other processes on the machine disturb absolute times more than side-by-side ratios.
         "load_average_1min": round(os.getloadavg()[0], 2),
         "cpu_allocator": cpu_allocator_label(),
+        "cpu_denormals": denormals_label(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -9,6 +9,14 @@ stage-1 tensor spent two thirds of its time in page faults (77 ms against 24 ms 
 setting below). Turning mmap off and never trimming the heap keeps freed blocks in the
 process for the next pass; the resident set then stays at its peak instead of following
 the live tensors, which is what a long-running predict/eval/train process wants anyway.
+
+Why denormals are flushed: x86 cores take a microcode assist, about a hundred times the
+normal cost, for every float32 below 1.2e-38 in an operand or a result. A training run
+produces such values after a few steps (small gradients times small activations, momentum
+buffers decaying), and then whole convolution backward passes slow down unpredictably: on
+the machine of docs/benchmarks.md one C2D ResNet-50 SGD step went from 0.77 s to 29 s at
+its fifth step, with no page faults and both cores busy. Flushing them to zero (FTZ/DAZ,
+``torch.set_flush_denormal``) costs nothing in accuracy that float32 training relies on.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import sys
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _tuned: bool | None = None
+_flushed = False
 
 
 def tune_cpu_allocator() -> bool:
@@ -51,3 +60,25 @@ def tune_cpu_allocator() -> bool:
 def cpu_allocator_label() -> str:
     """How the CPU allocator is set up, for benchmark reports."""
     return "glibc, mmap off, no trim (dtf default)" if _tuned else "system default"
+
+
+def flush_denormals() -> bool:
+    """Treat float denormals as zero on the CPU for this process (FTZ/DAZ), unless
+    ``DTF_DENORMALS=keep``. Returns whether flushing is on (False on CPUs without it)."""
+    global _flushed
+    if os.environ.get("DTF_DENORMALS", "").lower() == "keep":
+        return False
+    import torch  # the allocator setting above must run before torch allocates anything
+
+    _flushed = bool(torch.set_flush_denormal(True))
+    return _flushed
+
+
+def denormals_label() -> str:
+    return "flushed to zero (dtf default)" if _flushed else "kept"
+
+
+def apply_cpu_settings() -> None:
+    """What the `dtf` command and the benchmark scripts apply before running a model."""
+    tune_cpu_allocator()
+    flush_denormals()
