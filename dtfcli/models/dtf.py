@@ -124,8 +124,10 @@ class SpectralChannelMixing(nn.Module):
         return torch.cat([torch.cat([wr, -wi], 1), torch.cat([wi, wr], 1)], 0)
 
     def forward(self, z: Tensor) -> Tensor:
-        """z: (..., 2C, L), rows [real parts of the C channels; imaginary parts]."""
-        return torch.matmul(self.real_matrix(), z)
+        """z: (N, 2C, L), rows [real parts of the C channels; imaginary parts]."""
+        # A batched matmul with the matrix broadcast (expand: no copy); torch.matmul of a
+        # matrix by a 3-D tensor would fold z's transpose into one GEMM and copy it.
+        return torch.bmm(self.real_matrix().expand(z.shape[0], -1, -1), z)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"
@@ -354,9 +356,13 @@ class DTFBlock(nn.Module):
         is recomputed in the backward pass."""
         norm = self.norm
         if self.training or not norm.track_running_stats:
+            # The kernel returns the batch mean and 1/sqrt(biased var + eps) it normalised
+            # with: the running statistics come from those, without a second pass over z.
+            out, mean, invstd = torch.native_batch_norm(z, None, None, None, None, True, 0.0, norm.eps)
             with torch.no_grad():
-                var, mean = torch.var_mean(z, dim=(0, 2), correction=1)
-            return F.batch_norm(z, None, None, training=True, eps=norm.eps), (mean, var)
+                n = z.numel() // z.shape[1]
+                var = (invstd.double().pow(-2) - norm.eps) * (n / max(n - 1, 1))
+            return out, (mean.detach(), var.to(z.dtype))
         return F.batch_norm(z, norm.running_mean, norm.running_var, training=False, eps=norm.eps), None
 
     @torch.no_grad()
