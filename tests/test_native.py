@@ -66,6 +66,55 @@ def test_kernel_keeps_padding_out_of_non_finite_neighbours():
 
 
 @needs_kernel
+@pytest.mark.parametrize(
+    "shape,k",
+    [((2, 6, 4, 5, 6), 3), ((1, 3, 1, 4, 4), 3), ((1, 4, 3, 6, 3), 5), ((1, 5, 3, 2, 9), 1), ((1, 8, 3, 33, 40), 3)],
+)
+@pytest.mark.parametrize("aggregate", [True, False])
+@pytest.mark.parametrize("with_grad_y,with_grad_corr", [(True, True), (True, False), (False, True)])
+def test_backward_kernel_equals_autograd_through_brute_force(shape, k, aggregate, with_grad_y, with_grad_corr):
+    x = torch.randn(shape)
+    grad_y = torch.randn(shape) if with_grad_y else None
+    grad_corr = torch.randn(shape[0], k * k, *shape[2:]) if with_grad_corr else None
+    # reference: autograd through the eq. 6-8 loops, in float64
+    x64 = x.double().requires_grad_(True)
+    y_ref, corr_ref = brute_force_aggregation(x64, k)
+    if not aggregate:
+        y_ref = x64
+    loss = sum((out * g.double()).sum() for out, g in ((y_ref, grad_y), (corr_ref, grad_corr)) if g is not None)
+    (expected,) = torch.autograd.grad(loss, x64)
+
+    frames = x.transpose(1, 2).contiguous()
+    _, _, weights = native.frame_aggregation(frames, k, aggregate, need_weights=True)
+    got = native.frame_aggregation_backward(
+        frames,
+        weights,
+        grad_y.transpose(1, 2).contiguous() if grad_y is not None else None,
+        grad_corr.transpose(1, 2).contiguous() if grad_corr is not None else None,
+        k,
+        aggregate,
+    )
+    torch.testing.assert_close(got.transpose(1, 2).double(), expected, rtol=1e-4, atol=1e-4)
+
+
+@needs_kernel
+def test_backward_kernel_keeps_padding_out_of_non_finite_neighbours():
+    x = torch.randn(1, 4, 3, 5, 5)
+    grad_y = torch.randn(1, 4, 3, 5, 5)
+    grad_y[:, 1, :, 1, 4] = float("inf")  # the flat left neighbour of (2, 0), not a 2D one
+    x64 = x.double().requires_grad_(True)
+    y_ref, corr_ref = brute_force_aggregation(x64, 3)
+    (expected,) = torch.autograd.grad((y_ref * grad_y.double().nan_to_num(posinf=0.0)).sum(), x64)
+    frames = x.transpose(1, 2).contiguous()
+    _, _, weights = native.frame_aggregation(frames, 3, True, need_weights=True)
+    got = native.frame_aggregation_backward(frames, weights, grad_y.transpose(1, 2).contiguous(), None, 3, True)
+    at = (slice(None), slice(None), 2, 2, 0)  # frame 2 gathers g_y of frame 1 from (2, 0)'s neighbours
+    assert torch.isfinite(got.transpose(1, 2)[at]).all()
+    # away from the inf, the gradient is the finite reference (the inf only reaches its own neighbours)
+    torch.testing.assert_close(got.transpose(1, 2)[at].double(), expected[at], rtol=1e-4, atol=1e-4)
+
+
+@needs_kernel
 def test_autograd_function_uses_the_kernel_and_gives_the_same_gradients(monkeypatch):
     x = torch.randn(2, 8, 4, 6, 7, requires_grad=True)
     calls = []

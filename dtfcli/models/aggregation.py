@@ -100,6 +100,13 @@ class _FrameAggregationFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y: Tensor | None, grad_corr: Tensor | None):
         x, weights = ctx.saved_tensors
+        fused = native.frame_aggregation_backward(x, weights, grad_y, grad_corr, ctx.kernel_size, ctx.aggregate)
+        if fused is not None:
+            return fused, None, None
+        return _FrameAggregationFn._backward_tensor_ops(ctx, x, weights, grad_y, grad_corr)
+
+    @staticmethod
+    def _backward_tensor_ops(ctx, x: Tensor, weights: Tensor | None, grad_y: Tensor | None, grad_corr: Tensor | None):
         b, t, c, h, w = x.shape
         offsets = neighbour_offsets(ctx.kernel_size)
         grad_x = grad_y.clone() if grad_y is not None else torch.zeros_like(x)

@@ -254,7 +254,7 @@ class DTFBlock(nn.Module):
         """The frequency filter S_i, complex: (B, C/G, M, H, W) (dynamic) or (1, C/G, M, 1, 1).
         y and corr frames-major, as `frame_aggregation` returns them."""
         parts = self.filter_parts(y, corr)
-        h, w = (y.shape[-2:] if self.dynamic else (1, 1))
+        h, w = y.shape[-2:] if self.dynamic else (1, 1)
         return torch.complex(parts[:, :, 0], parts[:, :, 1]).unflatten(-1, (h, w))
 
     def forward(self, x: Tensor) -> Tensor:

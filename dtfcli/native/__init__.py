@@ -109,6 +109,9 @@ def _load() -> ctypes.CDLL | None:
         fn = lib.dtf_frame_aggregation_f32
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 5 + [ctypes.c_int] * 3
+        fn = lib.dtf_frame_aggregation_backward_f32
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 5 + [ctypes.c_int] * 3
         _library, _status = lib, f"native C kernel ({path})"
         return lib
 
@@ -155,3 +158,50 @@ def frame_aggregation(
         torch.get_num_threads(),
     )
     return None if failed else (y, corr, weights)
+
+
+def _ptr(t: torch.Tensor | None):
+    return t.data_ptr() if t is not None else None
+
+
+def frame_aggregation_backward(
+    x: torch.Tensor,
+    weights: torch.Tensor | None,
+    grad_y: torch.Tensor | None,
+    grad_corr: torch.Tensor | None,
+    kernel_size: int,
+    aggregate: bool,
+) -> torch.Tensor | None:
+    """The gradient with respect to x of `frame_aggregation`, given the softmax weights it
+    returned and the gradients of Y and corr (either may be None), or None when the caller
+    must use its tensor-operation path."""
+    grads = [g for g in (grad_y, grad_corr) if g is not None]
+    if not _usable(x) or any(g.device.type != "cpu" or g.dtype != torch.float32 for g in grads):
+        return None
+    b, t, c, h, w = x.shape
+    if aggregate and t > 1 and (weights is None or not weights.is_contiguous()):
+        return None
+    k2 = kernel_size * kernel_size
+    grad_y = grad_y.contiguous() if grad_y is not None else None
+    grad_corr = grad_corr.contiguous() if grad_corr is not None else None
+    grad_x = torch.empty_like(x)
+    scores = x.new_empty(b, t, k2, h, w)
+    masked_weights = x.new_empty(b, t - 1, k2, h, w) if (aggregate and t > 1 and grad_y is not None) else None
+    failed = _library.dtf_frame_aggregation_backward_f32(
+        x.data_ptr(),
+        _ptr(weights if aggregate and t > 1 else None),
+        _ptr(grad_y),
+        _ptr(grad_corr),
+        grad_x.data_ptr(),
+        scores.data_ptr(),
+        _ptr(masked_weights),
+        b,
+        t,
+        c,
+        h,
+        w,
+        kernel_size,
+        int(aggregate),
+        torch.get_num_threads(),
+    )
+    return None if failed else grad_x

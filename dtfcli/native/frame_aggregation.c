@@ -188,3 +188,203 @@ int dtf_frame_aggregation_f32(const float *x, float *y, float *corr, float *weig
     }
     return failed;
 }
+
+/* ---------------------------------------------------------------------------------------
+ * Backward. With g_y and g_corr the gradients of Y and corr, per clip and for the pair
+ * (query frame t - 1, key frame t), t >= 1, at location p and neighbour j (offset d_j):
+ *   g_w_j(p) = <g_y[t - 1](p), x[t](p + d_j)>                     (through the aggregation)
+ *   s_j(p)   = (g_corr[t]_j(p) + w_j (g_w_j - sum_i w_i g_w_i)) / C (softmax backward)
+ * and for frame 0's self-correlation s_j(p) = g_corr[0]_j(p) / C. Then
+ *   g_x[t](q) = g_y[t](q)
+ *     + sum_j w^t_j(q - d_j) g_y[t - 1](q - d_j) + s^t_j(q - d_j) x[t - 1](q - d_j)  (key of pair t)
+ *     + sum_j s^{t+1}_j(q) x[t + 1](q + d_j)                                     (query of pair t + 1)
+ * (frame 0: both roles with its own s^0 and x[0]). Phase 1 computes s and the weights with
+ * padding neighbours zeroed (bands in parallel); phase 2 gathers g_x, every element written
+ * by one item, so no two threads ever add into the same place.
+ */
+typedef struct {
+    const float *x, *weights, *gy, *gc;
+    float *gx, *s, *wz;
+    int64_t T, C, H, W, band;
+    int k, aggregate;
+} fab_args;
+
+static void fab_scores(const fab_args *p, int64_t b, int64_t t, int64_t h0, float *acc, const float *mask) {
+    const int64_t T = p->T, C = p->C, H = p->H, W = p->W, HW = H * W, frame = C * HW;
+    const int k = p->k, r = k / 2;
+    const int64_t k2 = (int64_t)k * k, h1 = MIN(H, h0 + p->band), n = (h1 - h0) * W, base = h0 * W, ms = p->band * W;
+    const float inv_c = 1.0f / (float)C;
+    float *s = p->s + (b * T + t) * k2 * HW + base;
+    const float *gc = p->gc != NULL ? p->gc + (b * T + t) * k2 * HW + base : NULL;
+    const int through_aggregation = t > 0 && p->aggregate && p->gy != NULL;
+    if (through_aggregation) {
+        const float *query = p->gy + (b * T + t - 1) * frame + base;
+        const float *key = p->x + (b * T + t) * frame + base;
+        const fa_args geometry = {NULL, NULL, NULL, NULL, T, C, H, W, p->band, k, 0};
+        memset(acc, 0, (size_t)(k2 * n) * sizeof(float));
+        for (int64_t c = 0; c < C; c++)
+            for (int a = 0; a < k; a++)
+                for (int bb = 0; bb < k; bb++) {
+                    int64_t ps, pe;
+                    const int64_t off = offset_range(&geometry, h0, h1, a - r, bb - r, &ps, &pe);
+                    const float *restrict q = query + c * HW;
+                    const float *restrict kc = key + c * HW + off;
+                    float *restrict out = acc + (a * k + bb) * n;
+                    for (int64_t i = ps; i < pe; i++) out[i] += q[i] * kc[i];
+                }
+        const float *w = p->weights + (b * (T - 1) + t - 1) * k2 * HW + base;
+        float *wz = p->wz + (b * (T - 1) + t - 1) * k2 * HW + base;
+        for (int64_t i = 0; i < n; i++) {
+            float dot = 0.0f;
+            for (int64_t j = 0; j < k2; j++) {
+                if (mask[(j % k) * ms + i] == 0.0f) acc[j * n + i] = 0.0f; /* padding: g_w = 0 */
+                dot += w[j * HW + i] * acc[j * n + i];
+            }
+            for (int64_t j = 0; j < k2; j++) {
+                const int valid = mask[(j % k) * ms + i] != 0.0f;
+                const float g = (gc != NULL ? gc[j * HW + i] : 0.0f) + w[j * HW + i] * (acc[j * n + i] - dot);
+                s[j * HW + i] = valid ? g * inv_c : 0.0f;
+                wz[j * HW + i] = valid ? w[j * HW + i] : 0.0f;
+            }
+        }
+    } else {
+        for (int64_t j = 0; j < k2; j++)
+            for (int64_t i = 0; i < n; i++)
+                s[j * HW + i] = (gc != NULL && mask[(j % k) * ms + i] != 0.0f) ? gc[j * HW + i] * inv_c : 0.0f;
+    }
+}
+
+/* dst[i] += sum_j map_j[i + shift_j] * src[i + shift_j] over the i of the band whose
+ * source lies in the plane; shift_j = -off_j ("gather from the query side", sign -1) or
+ * map unshifted and src at i + off_j (sign +1). Positions are band-local. */
+static void gather(const fab_args *p, int64_t h0, int64_t n, const float *map, const float *src, int sign,
+                   float *restrict dst) {
+    const int k = p->k, r = k / 2;
+    const int64_t W = p->W, HW = p->H * W, base = h0 * W;
+    for (int a = 0; a < k; a++)
+        for (int bb = 0; bb < k; bb++) {
+            const int64_t off = (int64_t)(a - r) * W + (bb - r), j = a * k + bb;
+            /* the plane positions base + i with base + i - off (sign -1) or base + i + off
+             * (sign +1) inside [0, HW) */
+            const int64_t lo = sign < 0 ? off : -off;
+            const int64_t ps = MAX(0, lo - base), pe = MIN(n, HW + lo - base);
+            if (sign < 0) {
+                const float *restrict m = map + j * HW - off;
+                const float *restrict v = src - off;
+                for (int64_t i = ps; i < pe; i++) dst[i] += m[i] * v[i];
+            } else {
+                const float *restrict m = map + j * HW;
+                const float *restrict v = src + off;
+                for (int64_t i = ps; i < pe; i++) dst[i] += m[i] * v[i];
+            }
+        }
+}
+
+/* The same sum at one location with explicit bounds (for columns next to a border). */
+static float gather_at(const fab_args *p, int64_t h, int64_t w, const float *map, const float *src, int sign) {
+    const int k = p->k, r = k / 2;
+    const int64_t H = p->H, W = p->W, HW = H * W;
+    float v = 0.0f;
+    for (int a = 0; a < k; a++)
+        for (int bb = 0; bb < k; bb++) {
+            const int64_t hh = h + sign * (a - r), ww = w + sign * (bb - r);
+            if (hh < 0 || hh >= H || ww < 0 || ww >= W) continue;
+            const int64_t at = sign < 0 ? hh * W + ww : h * W + w; /* where the map is read */
+            v += map[(a * k + bb) * HW + at] * src[hh * W + ww];
+        }
+    return v;
+}
+
+static void fab_grad(const fab_args *p, int64_t b, int64_t t, int64_t h0) {
+    const int64_t T = p->T, C = p->C, H = p->H, W = p->W, HW = H * W, frame = C * HW;
+    const int k = p->k, r = k / 2;
+    const int64_t k2 = (int64_t)k * k, h1 = MIN(H, h0 + p->band), n = (h1 - h0) * W, base = h0 * W;
+    const float *s_t = p->s + (b * T + t) * k2 * HW + base;           /* band-local rows */
+    const float *s_next = t + 1 < T ? p->s + (b * T + t + 1) * k2 * HW + base : NULL;
+    const float *wz_t = (t > 0 && p->wz != NULL) ? p->wz + (b * (T - 1) + t - 1) * k2 * HW + base : NULL;
+    for (int64_t c = 0; c < C; c++) {
+        const int64_t plane = c * HW + base;
+        float *restrict g = p->gx + (b * T + t) * frame + plane;
+        const float *x_t = p->x + (b * T + t) * frame + plane;
+        if (p->gy != NULL)
+            memcpy(g, p->gy + (b * T + t) * frame + plane, (size_t)n * sizeof(float));
+        else
+            memset(g, 0, (size_t)n * sizeof(float));
+        if (t > 0) {
+            const float *x_prev = p->x + (b * T + t - 1) * frame + plane;
+            if (wz_t != NULL) gather(p, h0, n, wz_t, p->gy + (b * T + t - 1) * frame + plane, -1, g);
+            gather(p, h0, n, s_t, x_prev, -1, g);
+        } else {
+            gather(p, h0, n, s_t, x_t, -1, g);
+            gather(p, h0, n, s_t, x_t, +1, g);
+        }
+        if (s_next != NULL) gather(p, h0, n, s_next, p->x + (b * T + t + 1) * frame + plane, +1, g);
+
+        /* A zero map entry times a wrapped-around inf or NaN: recompute with bounds. */
+        for (int64_t h = h0; h < h1; h++)
+            for (int64_t w = 0; w < W; w++) {
+                if (w >= r && w < W - r) {
+                    w = W - r - 1;
+                    continue;
+                }
+                const int64_t i = (h - h0) * W + w;
+                if (isfinite(g[i])) continue;
+                const int64_t at = c * HW; /* plane origin of channel c */
+                float v = p->gy != NULL ? p->gy[(b * T + t) * frame + at + h * W + w] : 0.0f;
+                const float *s_tp = p->s + (b * T + t) * k2 * HW;
+                if (t > 0) {
+                    if (wz_t != NULL)
+                        v += gather_at(p, h, w, p->wz + (b * (T - 1) + t - 1) * k2 * HW,
+                                       p->gy + (b * T + t - 1) * frame + at, -1);
+                    v += gather_at(p, h, w, s_tp, p->x + (b * T + t - 1) * frame + at, -1);
+                } else {
+                    v += gather_at(p, h, w, s_tp, p->x + (b * T) * frame + at, -1);
+                    v += gather_at(p, h, w, s_tp, p->x + (b * T) * frame + at, +1);
+                }
+                if (s_next != NULL)
+                    v += gather_at(p, h, w, p->s + (b * T + t + 1) * k2 * HW, p->x + (b * T + t + 1) * frame + at, +1);
+                g[i] = v;
+            }
+    }
+}
+
+/* x (B, T, C, H, W); weights (B, T - 1, k^2, H, W) (when aggregate and T > 1); gy like x
+ * or NULL; gc (B, T, k^2, H, W) or NULL; gx like x (written); s (B, T, k^2, H, W) and wz
+ * (B, T - 1, k^2, H, W) scratch (wz only used when aggregate, gy and T > 1). Returns 0, or 1
+ * when scratch memory could not be allocated. */
+int dtf_frame_aggregation_backward_f32(const float *x, const float *weights, const float *gy, const float *gc,
+                                       float *gx, float *s, float *wz, int64_t B, int64_t T, int64_t C, int64_t H,
+                                       int64_t W, int k, int aggregate, int num_threads) {
+    int64_t band = MAX(1, MIN(H, 256 / MAX(W, 1)));
+    const int64_t want = 4 * (int64_t)MAX(num_threads, 1);
+    while (band > 1 && B * T * ((H + band - 1) / band) < want) band = (band + 1) / 2;
+    const int use_wz = aggregate && gy != NULL && T > 1;
+    const fab_args p = {x, weights, gy, gc, gx, s, use_wz ? wz : NULL, T, C, H, W, band, k, aggregate};
+    const int64_t bands = (H + band - 1) / band, items = B * T * bands, k2 = (int64_t)k * k, n = band * W;
+    const int r = k / 2;
+    int failed = 0;
+#pragma omp parallel num_threads(num_threads) reduction(| : failed)
+    {
+        float *acc = malloc((size_t)(k2 + k) * (size_t)n * sizeof(float));
+        const int ok = acc != NULL;
+        failed |= !ok;
+        float *mask = ok ? acc + k2 * n : NULL;
+        if (ok)
+            for (int bb = 0; bb < k; bb++)
+                for (int64_t i = 0; i < n; i++) {
+                    const int64_t col = i % W + bb - r;
+                    mask[bb * n + i] = (col >= 0 && col < W) ? 1.0f : 0.0f;
+                }
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < items; item++) {
+            if (ok) fab_scores(&p, item / (bands * T), (item / bands) % T, (item % bands) * band, acc, mask);
+        }
+        /* (the implicit barrier: every s and wz row is written before any gradient is gathered) */
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < items; item++) {
+            if (ok) fab_grad(&p, item / (bands * T), (item / bands) % T, (item % bands) * band);
+        }
+        free(acc);
+    }
+    return failed;
+}
