@@ -14,6 +14,7 @@ from test_aggregation import brute_force_aggregation
 from dtfcli import native
 from dtfcli.models import DTFBlock, frame_aggregation
 from dtfcli.models import aggregation as fa_module
+from dtfcli.models.dtf import _Modulation as DTFBlockModulation
 
 needs_kernel = pytest.mark.skipif(
     not native.status().startswith("native"), reason=f"native kernel not available: {native.status()}"
@@ -21,7 +22,9 @@ needs_kernel = pytest.mark.skipif(
 
 
 def _tensor_ops_only(monkeypatch):
-    monkeypatch.setattr(native, "frame_aggregation", lambda *args, **kwargs: None)
+    for name in ("frame_aggregation", "frame_aggregation_backward", "modulate"):
+        monkeypatch.setattr(native, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(native, "modulate_usable", lambda *args, **kwargs: False)
 
 
 @needs_kernel
@@ -151,6 +154,28 @@ def test_dtf_block_is_the_same_with_and_without_the_kernel(monkeypatch, training
     out = block(x)
     _tensor_ops_only(monkeypatch)
     torch.testing.assert_close(out, block(x), rtol=1e-4, atol=1e-4)
+
+
+@needs_kernel
+def test_modulation_kernel_is_the_complex_product_and_its_gradient():
+    b, m, cg, g, length = 2, 3, 4, 5, 7
+    spec = torch.randn(b, m, 2, cg, g, length, requires_grad=True)
+    filt = torch.randn(b, cg, 2, m, length, requires_grad=True)
+    grad = torch.randn(b, m, 2, cg, g, length)
+    out = DTFBlockModulation.apply(spec, filt)
+    out.backward(grad)
+    # reference: complex tensors, the filter broadcast over the G channels of its group
+    s64, f64 = spec.detach().double().requires_grad_(True), filt.detach().double().requires_grad_(True)
+    sc = torch.complex(s64[:, :, 0], s64[:, :, 1])  # (B, M, C/G, G, L)
+    fc = torch.complex(f64[:, :, 0], f64[:, :, 1]).permute(0, 2, 1, 3).unsqueeze(3)  # (B, M, C/G, 1, L)
+    ref = sc * fc
+    torch.testing.assert_close(out.double(), torch.stack((ref.real, ref.imag), 2), rtol=1e-5, atol=1e-5)
+    g64 = grad.double()
+    ((ref.real * g64[:, :, 0]).sum() + (ref.imag * g64[:, :, 1]).sum()).backward()
+    torch.testing.assert_close(spec.grad.double(), s64.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(filt.grad.double(), f64.grad, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # inference: the kernel directly
+        torch.testing.assert_close(native.modulate(spec, filt), out)
 
 
 def test_inputs_the_kernel_does_not_take_use_tensor_operations():

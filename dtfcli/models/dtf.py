@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from dtfcli import native
 from dtfcli.models.aggregation import FrameAggregation
 
 
@@ -103,6 +104,20 @@ def _frames_major_transforms(num_frames: int, dtype: torch.dtype, device: torch.
         inv_of_i = torch.stack((inv_im, -inv_re), 2).reshape(t, 2 * m)
         to_time = torch.stack((inv, inv_of_i), 1).reshape(2 * t, 2 * m)
         return fwd, inv, to_time, inverse.sum(1)
+
+
+class _Modulation(torch.autograd.Function):
+    """`DTFBlock._modulate` by the native kernels, forward and backward in one pass each."""
+
+    @staticmethod
+    def forward(ctx, spectrum: Tensor, filt: Tensor) -> Tensor:
+        ctx.save_for_backward(spectrum, filt)
+        return native.modulate(spectrum, filt)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        spectrum, filt = ctx.saved_tensors
+        return native.modulate_backward(spectrum, filt, grad, *ctx.needs_input_grad)
 
 
 class SpectralChannelMixing(nn.Module):
@@ -304,6 +319,14 @@ class DTFBlock(nn.Module):
     def _modulate(spectrum: Tensor, filt: Tensor) -> Tensor:
         """S' = S * S_c: spectrum (B, M, 2, C/G, G, HW), filter (B, C/G, 2, M, HW); the G
         channels of a group share their filter (a broadcast, no copy)."""
+        if filt.shape[0] == spectrum.shape[0] and not torch.jit.is_tracing():
+            if torch.is_grad_enabled() and (spectrum.requires_grad or filt.requires_grad):
+                if native.modulate_usable(spectrum, filt):
+                    return _Modulation.apply(spectrum, filt)
+            else:
+                fused = native.modulate(spectrum, filt)
+                if fused is not None:
+                    return fused
         filt = filt.permute(0, 3, 2, 1, 4).unsqueeze(4)  # (B, M, 2, C/G, 1, HW)
         sr, si, fr, fi = spectrum[:, :, 0], spectrum[:, :, 1], filt[:, :, 0], filt[:, :, 1]
         if torch.is_grad_enabled() and (spectrum.requires_grad or filt.requires_grad):

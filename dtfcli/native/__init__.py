@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-_SOURCE = Path(__file__).with_name("frame_aggregation.c")
+_SOURCE = Path(__file__).with_name("dtf_kernels.c")
 _FLAG_SETS = (
     ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared"],
     ["-O3", "-fopenmp", "-fPIC", "-shared"],  # compilers without -march=native
@@ -68,7 +68,7 @@ def _build(compiler: str) -> Path:
     errors = []
     for flags in _FLAG_SETS:
         key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(), _cpu_identity().encode()]))
-        target = cache_dir() / f"frame_aggregation-{key.hexdigest()[:16]}.so"
+        target = cache_dir() / f"dtf_kernels-{key.hexdigest()[:16]}.so"
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -112,12 +112,19 @@ def _load() -> ctypes.CDLL | None:
         fn = lib.dtf_frame_aggregation_backward_f32
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 5 + [ctypes.c_int] * 3
+        fn = lib.dtf_modulate_f32
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 5 + [ctypes.c_int]
+        fn = lib.dtf_modulate_backward_f32
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_int]
         _library, _status = lib, f"native C kernel ({path})"
         return lib
 
 
 def status() -> str:
-    """Which frame-aggregation implementation the CPU uses, and why (builds it if needed)."""
+    """Whether the CPU uses the native kernels or tensor operations, and why (builds the
+    library if needed)."""
     _load()
     return _status or ""
 
@@ -205,3 +212,49 @@ def frame_aggregation_backward(
         torch.get_num_threads(),
     )
     return None if failed else grad_x
+
+
+def modulate_usable(spectrum: torch.Tensor, filt: torch.Tensor) -> bool:
+    """Whether `modulate` takes these: spectrum (B, M, 2, C/G, G, L) and filter
+    (B, C/G, 2, M, L), both contiguous float32 on the CPU."""
+    if spectrum.dim() != 6 or filt.dim() != 5:
+        return False
+    b, m, _, cg, _, length = spectrum.shape
+    return filt.shape == (b, cg, 2, m, length) and _usable(spectrum) and _usable(filt)
+
+
+def modulate(spectrum: torch.Tensor, filt: torch.Tensor) -> torch.Tensor | None:
+    """S' = S * S_c on the DTF block's layouts (see `modulate_usable`), or None."""
+    if not modulate_usable(spectrum, filt):
+        return None
+    b, m, _, cg, g, length = spectrum.shape
+    out = torch.empty_like(spectrum)
+    _library.dtf_modulate_f32(
+        spectrum.data_ptr(), filt.data_ptr(), out.data_ptr(), b, m, cg, g, length, torch.get_num_threads()
+    )
+    return out
+
+
+def modulate_backward(
+    spectrum: torch.Tensor, filt: torch.Tensor, grad: torch.Tensor, need_spectrum: bool, need_filter: bool
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of `modulate` with respect to the spectrum and the filter (summed over the
+    group), each only where asked for."""
+    b, m, _, cg, g, length = spectrum.shape
+    grad = grad.contiguous()
+    grad_spectrum = torch.empty_like(spectrum) if need_spectrum else None
+    grad_filter = torch.empty_like(filt) if need_filter else None
+    _library.dtf_modulate_backward_f32(
+        spectrum.data_ptr(),
+        filt.data_ptr(),
+        grad.data_ptr(),
+        _ptr(grad_spectrum),
+        _ptr(grad_filter),
+        b,
+        m,
+        cg,
+        g,
+        length,
+        torch.get_num_threads(),
+    )
+    return grad_spectrum, grad_filter

@@ -1,4 +1,7 @@
-/* Frame-wise aggregation (FA) of the DTF block in one pass per row, float32, CPU.
+/* CPU kernels of the DTF block, float32: frame-wise aggregation (forward and backward) and
+ * the complex modulation (forward and backward).
+ *
+ * Frame-wise aggregation (FA) in one pass per row band.
  *
  * Same function as the tensor-operation path of dtfcli/models/aggregation.py (see its
  * docstring for the equations), which stays the reference and the fallback. That path makes
@@ -387,4 +390,72 @@ int dtf_frame_aggregation_backward_f32(const float *x, const float *weights, con
         free(acc);
     }
     return failed;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The DTF block's modulation S' = S * S_c (complex, per bin, channel and location) with the
+ * G channels of a group sharing one filter. spec and out (B, M, 2, C/G, G, L), filt
+ * (B, C/G, 2, M, L), real and imaginary parts as separate planes. One pass; the backward
+ * pass also sums the filter's gradient over the group in the same pass.
+ */
+int dtf_modulate_f32(const float *spec, const float *filt, float *out, int64_t B, int64_t M, int64_t CG, int64_t G,
+                     int64_t L, int num_threads) {
+    const int64_t part = CG * G * L; /* distance from a real plane to its imaginary plane */
+#pragma omp parallel for collapse(3) schedule(static) num_threads(num_threads)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t cg = 0; cg < CG; cg++) {
+                const float *restrict fr = filt + ((b * CG + cg) * 2 * M + m) * L;
+                const float *restrict fi = fr + M * L;
+                for (int64_t g = 0; g < G; g++) {
+                    const int64_t at = (b * M + m) * 2 * part + (cg * G + g) * L;
+                    const float *restrict sr = spec + at, *restrict si = spec + at + part;
+                    float *restrict o_r = out + at, *restrict o_i = out + at + part;
+                    for (int64_t i = 0; i < L; i++) {
+                        o_r[i] = sr[i] * fr[i] - si[i] * fi[i];
+                        o_i[i] = sr[i] * fi[i] + si[i] * fr[i];
+                    }
+                }
+            }
+    return 0;
+}
+
+/* grad_spec = conj(filt) * grad (per channel); grad_filt = sum over the group of
+ * conj(spec) * grad. Shapes as dtf_modulate_f32; either output may be NULL. */
+int dtf_modulate_backward_f32(const float *spec, const float *filt, const float *grad, float *grad_spec,
+                              float *grad_filt, int64_t B, int64_t M, int64_t CG, int64_t G, int64_t L,
+                              int num_threads) {
+    const int64_t part = CG * G * L;
+#pragma omp parallel for collapse(3) schedule(static) num_threads(num_threads)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t cg = 0; cg < CG; cg++) {
+                const int64_t f_at = ((b * CG + cg) * 2 * M + m) * L;
+                const float *restrict fr = filt + f_at, *restrict fi = filt + f_at + M * L;
+                float *restrict afr = grad_filt != NULL ? grad_filt + f_at : NULL;
+                float *restrict afi = grad_filt != NULL ? grad_filt + f_at + M * L : NULL;
+                if (afr != NULL) {
+                    memset(afr, 0, (size_t)L * sizeof(float));
+                    memset(afi, 0, (size_t)L * sizeof(float));
+                }
+                for (int64_t g = 0; g < G; g++) {
+                    const int64_t at = (b * M + m) * 2 * part + (cg * G + g) * L;
+                    const float *restrict gr = grad + at, *restrict gi = grad + at + part;
+                    if (grad_spec != NULL) {
+                        float *restrict dr = grad_spec + at, *restrict di = grad_spec + at + part;
+                        for (int64_t i = 0; i < L; i++) {
+                            dr[i] = gr[i] * fr[i] + gi[i] * fi[i];
+                            di[i] = gi[i] * fr[i] - gr[i] * fi[i];
+                        }
+                    }
+                    if (afr != NULL) {
+                        const float *restrict sr = spec + at, *restrict si = spec + at + part;
+                        for (int64_t i = 0; i < L; i++) {
+                            afr[i] += gr[i] * sr[i] + gi[i] * si[i];
+                            afi[i] += gi[i] * sr[i] - gr[i] * si[i];
+                        }
+                    }
+                }
+            }
+    return 0;
 }
