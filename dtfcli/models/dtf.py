@@ -346,11 +346,12 @@ class DTFBlock(nn.Module):
         b = n // t
         modulated = self._modulate(spectrum, filt).view(b * bins, 2 * c, h * w)
         z = self.mixing(modulated)  # rows (real/imag, channel)
-        z, stats = self._normalise(z.view(b * bins * 2, c, h * w))  # per channel, both parts
-        z = z * self.alpha.view(1, c, 1)
+        # per channel over both parts; alpha is the norm's scale (one pass, not two)
+        z, stats = self._normalise(z.view(b * bins * 2, c, h * w), scale=self.alpha.to(f.dtype))
         inverse_dft = _frames_major_transforms(t, f.dtype, f.device)[1]
-        out = torch.matmul(inverse_dft, z.view(b, 2 * bins, c * h * w)).view(n, c, h, w)
-        return f + out + self.bias.view(1, c, 1, 1), stats
+        # f + irfft(z), the residual added by the matmul itself
+        out = torch.baddbmm(f.view(b, t, c * h * w), inverse_dft.expand(b, t, 2 * bins), z.view(b, 2 * bins, -1))
+        return out.view(n, c, h, w).add_(self.bias.to(f.dtype).view(1, c, 1, 1)), stats
 
     def _inference_fp32(self, x: Tensor) -> Tensor:
         """The same function with the norm's running statistics: norm and alpha folded into
@@ -373,20 +374,20 @@ class DTFBlock(nn.Module):
         out.view(b, t, c, h * w).add_(shift.view(1, t, c, 1))
         return out.view(n, c, h, w)
 
-    def _normalise(self, z: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
-        """Batch norm without affine over (N, C, L). In training, batch statistics; the
-        running statistics are updated by the caller, once per forward even when the block
-        is recomputed in the backward pass."""
+    def _normalise(self, z: Tensor, scale: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        """The norm (no affine of its own) times a per-channel scale, over (N, C, L). In
+        training, batch statistics; the running statistics are updated by the caller, once
+        per forward even when the block is recomputed in the backward pass."""
         norm = self.norm
         if self.training or not norm.track_running_stats:
             # The kernel returns the batch mean and 1/sqrt(biased var + eps) it normalised
             # with: the running statistics come from those, without a second pass over z.
-            out, mean, invstd = torch.native_batch_norm(z, None, None, None, None, True, 0.0, norm.eps)
+            out, mean, invstd = torch.native_batch_norm(z, scale, None, None, None, True, 0.0, norm.eps)
             with torch.no_grad():
                 n = z.numel() // z.shape[1]
                 var = (invstd.double().pow(-2) - norm.eps) * (n / max(n - 1, 1))
             return out, (mean.detach(), var.to(z.dtype))
-        return F.batch_norm(z, norm.running_mean, norm.running_var, training=False, eps=norm.eps), None
+        return F.batch_norm(z, norm.running_mean, norm.running_var, scale, training=False, eps=norm.eps), None
 
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, var: Tensor) -> None:
