@@ -31,6 +31,7 @@ def to_markdown(report: dict) -> str:
         + f"; torch {m['torch']} ({m['torch_threads']} threads)"
         f"; CPU allocator: {m.get('cpu_allocator', 'system default')}"
         f"; denormals: {m.get('cpu_denormals', 'kept')}"
+        f"; DTF CPU kernels: {m.get('dtf_cpu_kernels', 'tensor operations')}"
         f"; {m['date']}; commit {m['commit']}; "
         f"1-min load average at start {m['load_average_1min']}.",
         "",

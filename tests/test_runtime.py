@@ -68,6 +68,7 @@ def test_the_dtf_command_applies_it(run_cli):
     machine = json.loads(result.stdout)["machine"]
     assert machine["cpu_allocator"].startswith("glibc")
     assert machine["cpu_denormals"].startswith("flushed")
+    assert machine["dtf_cpu_kernels"].startswith(("native", "no C compiler", "unavailable", "off"))
 
 
 DENORMAL_PROBE = """

@@ -98,7 +98,8 @@ def print_report(report: dict) -> None:
         f"{', ' + machine['gpu'] if 'gpu' in machine else ''}), torch {machine['torch']}, "
         f"{machine['date']}, commit {machine['commit'] or '?'}, load {machine['load_average_1min']}, "
         f"CPU allocator: {machine.get('cpu_allocator', 'system default')}, "
-        f"denormals: {machine.get('cpu_denormals', 'kept')}",
+        f"denormals: {machine.get('cpu_denormals', 'kept')}, "
+        f"DTF CPU kernels: {machine.get('dtf_cpu_kernels', 'tensor operations')}",
         highlight=False,
     )
     flops = [r for r in rows if r["suite"] == "flops"]

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dtfcli import native
 from dtfcli.engine.runtime import cpu_allocator_label, denormals_label
 
 SUITES = ("flops", "inference", "train", "block", "decode")
@@ -648,6 +649,8 @@ def machine_info(device: torch.device) -> dict:
         "load_average_1min": round(os.getloadavg()[0], 2),
         "cpu_allocator": cpu_allocator_label(),
         "cpu_denormals": denormals_label(),
+        # native C kernels or the tensor-operation fallback for the DTF block on the CPU
+        "dtf_cpu_kernels": "native C" if native.status().startswith("native") else native.status(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

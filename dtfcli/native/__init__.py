@@ -118,7 +118,7 @@ def _load() -> ctypes.CDLL | None:
         fn = lib.dtf_modulate_backward_f32
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_int]
-        _library, _status = lib, f"native C kernel ({path})"
+        _library, _status = lib, f"native C kernels ({path})"
         return lib
 
 
