@@ -256,14 +256,24 @@ class DTFBlock(nn.Module):
         # features, whose rows are (frame, channel): the weight's columns are reordered
         # instead of the features, and the concatenation is never materialised.
         weight = self.filter_estimator.weight.flatten(1)  # (out, (C + k^2) T)
-        n_out = weight.shape[0]
-        w_y = weight[:, : c * t].view(n_out, c, t).transpose(1, 2).reshape(n_out, t * c)
-        out = torch.matmul(w_y, y.reshape(b, t * c, h * w))
+        out = self._estimate(weight[:, : c * t], y.reshape(b, t, c, h * w))
         if corr is not None:  # the output is small (C/G x 2M per location): adding is cheap
-            k2 = corr.shape[2]
-            w_c = weight[:, c * t :].view(n_out, k2, t).transpose(1, 2).reshape(n_out, t * k2)
-            out = out + torch.matmul(w_c, corr.reshape(b, t * k2, h * w))
+            out = out + self._estimate(weight[:, c * t :], corr.reshape(b, t, corr.shape[2], h * w))
         return out.view(b, -1, 2, num_bins(t), h * w)
+
+    @staticmethod
+    def _estimate(weight: Tensor, features: Tensor) -> Tensor:
+        """weight (out, K*T) with columns (channel, frame) times frames-major features
+        (B, T, K, L): (B, out, L). One of the two must be reordered to the other's order;
+        the smaller copy is made (the weight at large H*W, the features at large T*C with
+        few locations, e.g. 19 MiB of weight against 6 MiB of features in a DTF-Swin-B
+        stage-3 block)."""
+        b, t, k, length = features.shape
+        n_out = weight.shape[0]
+        if n_out <= b * length:
+            reordered = weight.reshape(n_out, k, t).transpose(1, 2).reshape(n_out, t * k)
+            return torch.matmul(reordered, features.reshape(b, t * k, length))
+        return torch.matmul(weight, features.transpose(1, 2).reshape(b, k * t, length))
 
     def estimate_filter(self, y: Tensor, corr: Tensor | None) -> Tensor:
         """The frequency filter S_i, complex: (B, C/G, M, H, W) (dynamic) or (1, C/G, M, 1, 1).
