@@ -6,7 +6,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
+import subprocess
+import sys
+import sysconfig
 import threading
+import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,6 +29,7 @@ from dtfcli.hub import (
     read_manifest,
     save_pretrained,
 )
+from dtfcli.hub import manifest as manifest_module
 from dtfcli.hub.manifest import REPO_WEIGHTS_DIR
 from dtfcli.models import get_model_spec
 
@@ -146,3 +152,39 @@ def test_manifest_with_an_hf_location_pins_the_sha256(tmp_path):
 
     assert torch.equal(logits(loaded), logits(model))
     assert loaded_info.manifest == "hub_good" and loaded_info.location == ref
+
+
+def test_a_wheel_carries_the_manifests_where_the_lookup_finds_them(tmp_path):
+    pytest.importorskip("setuptools")
+    # built from a copy: setuptools leaves build/ and *.egg-info in the source folder
+    source = tmp_path / "source"
+    junk = shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", ".*_cache", "runs")
+    shutil.copytree(REPO_WEIGHTS_DIR.parent, source, ignore=junk)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)]
+        + [str(source)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("dtfcli-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {Path(n).name for n in names if "/data/share/dtfcli/weights/" in n}
+    assert {p.name for p in REPO_WEIGHTS_DIR.glob("*.json")} <= shipped
+    assert "dtfcli/native/dtf_kernels.c" in names  # the native kernels' source travels too
+    assert "dtfcli/data/video.py" in names and "dtfcli/models/dtf.py" in names
+
+
+def test_manifests_installed_under_the_prefix_are_found_without_a_checkout(tmp_path, monkeypatch):
+    prefix = tmp_path / "prefix"
+    installed = prefix / "share" / "dtfcli" / "weights"
+    shutil.copytree(REPO_WEIGHTS_DIR, installed)
+    real_get_path = sysconfig.get_path
+    monkeypatch.setattr(
+        sysconfig, "get_path", lambda name, *a: str(prefix) if name == "data" else real_get_path(name, *a)
+    )
+    monkeypatch.setattr(manifest_module, "REPO_WEIGHTS_DIR", tmp_path / "no-checkout" / "weights")
+    manifests = list_manifests()
+    assert {m.path.parent for m in manifests} == {installed} and len(manifests) >= 3
+    with pytest.raises(WeightsUnavailableError, match="dtfnet_r50_kinetics400_16f: weights not published yet"):
+        load_model("dtfnet_r50_kinetics400_16f")

@@ -8,7 +8,8 @@ manifest, an absolute path or ``file://`` URL, ``hf://org/repo[@revision]`` or a
 reported metrics.
 
 Manifests are found in the directories of ``$DTF_WEIGHTS_PATH`` (``os.pathsep``
-separated) and then in the repository's ``weights/``.
+separated), then in the repository's ``weights/`` (a checkout or an editable install), then
+in ``<prefix>/share/dtfcli/weights``, where a wheel installs the same files.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,9 +91,24 @@ class Manifest:
         return resolved
 
 
+def _installed_weights_dirs() -> list[Path]:
+    """Where pip puts the wheel's data files (pyproject's data-files): the environment's
+    prefix, or the user scheme's for ``pip install --user``."""
+    dirs = []
+    for scheme in (None, f"{os.name}_user"):
+        try:
+            data = sysconfig.get_path("data", scheme) if scheme else sysconfig.get_path("data")
+        except KeyError:
+            continue
+        path = Path(data) / "share" / "dtfcli" / "weights"
+        if path not in dirs:
+            dirs.append(path)
+    return dirs
+
+
 def manifest_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get("DTF_WEIGHTS_PATH", "").split(os.pathsep) if p]
-    return [*extra, REPO_WEIGHTS_DIR]
+    return [*extra, REPO_WEIGHTS_DIR, *_installed_weights_dirs()]
 
 
 def list_manifests() -> list[Manifest]:
