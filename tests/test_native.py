@@ -198,7 +198,7 @@ def _probe(env: dict, tmp_path) -> str:
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        env={**os.environ, "DTF_CACHE_DIR": str(tmp_path / "cache"), **env},
+        env={**os.environ, "DTF_CACHE": str(tmp_path / "cache"), **env},
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()

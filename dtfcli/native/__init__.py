@@ -12,7 +12,7 @@ kernel does not take (not float32, not on the CPU, under tracing or torch.compil
 callers use their tensor-operation path, which computes the same function and is the
 reference the kernels are tested against. `status()` says which is in use and why.
 
-The library is cached under ``$DTF_CACHE_DIR`` (default ``~/.cache/dtf``)/native, keyed by
+The library is cached in `cache_dir()` (``~/.cache/dtfcli/native`` by default), keyed by
 the source, the compiler, its flags and the CPU (``-march=native``), and written atomically
 so concurrent processes never load a half-written file.
 """
@@ -42,8 +42,11 @@ _status: str | None = None
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("DTF_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dtf"
+    """``$DTF_CACHE/native``, else under ``$XDG_CACHE_HOME/dtfcli`` or ``~/.cache/dtfcli``: the
+    cache root of the weight downloads too (`dtfcli.hub.fetch.cache_root`, not imported
+    here to keep huggingface_hub out of the models' import)."""
+    root = os.environ.get("DTF_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dtfcli"
     )
     return Path(root) / "native"
 
