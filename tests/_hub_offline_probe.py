@@ -6,14 +6,18 @@ Prints one JSON object per source: {"source", "ok", "equal", "error", "message"}
 """
 
 import json
+import os
 import sys
 import time
 
 import torch
 
 # huggingface_hub backs off for ~25 s (5 retries) before it gives up on an unreachable Hub
-# with nothing cached; the requests still go to the closed port, only the waits are skipped.
-time.sleep = lambda seconds: None
+# with nothing cached; dtf checks the endpoint first so it never gets there, but should it,
+# the requests still go to the closed port and only the waits are skipped
+# (DTF_PROBE_REAL_SLEEP=1 keeps them, for the test that no retry happens).
+if not os.environ.get("DTF_PROBE_REAL_SLEEP"):
+    time.sleep = lambda seconds: None
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from _hub_helpers import logits  # noqa: E402

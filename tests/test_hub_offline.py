@@ -64,3 +64,18 @@ def test_offline_and_unreachable_hub(tmp_path):
     assert unreachable_result["error"] == "OfflineError" and "unreachable" in unreachable_result["message"]
     assert "--revision v2" in unreachable_result["message"]
     assert all("\n" not in r.get("message", "") for r in (*offline.values(), *no_network.values()))
+
+
+def test_an_unreachable_hub_is_detected_before_huggingface_hub_retries(tmp_path):
+    torch.save(logits(tiny_model()), tmp_path / "reference.pt")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "DTF_")) and "proxy" not in k.lower()}
+    env = {"HF_HUB_CACHE": str(tmp_path / "empty"), "HF_ENDPOINT": _closed_port_url(), "DTF_PROBE_REAL_SLEEP": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(TESTS / "_hub_offline_probe.py"), str(tmp_path / "reference.pt"), "hf://dtf-org/tiny"],
+        env={**clean, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **env},
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (result,) = map(json.loads, proc.stdout.splitlines())
+    assert result["error"] == "OfflineError" and "unreachable" in result["message"]
+    assert "Retrying" not in proc.stderr  # huggingface_hub's back-off never started

@@ -7,11 +7,15 @@ file by hand.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import socket
 import urllib.error
+import urllib.parse
 from pathlib import Path
 
+from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
 from huggingface_hub.utils import (
     EntryNotFoundError,
@@ -33,6 +37,33 @@ _TRUE = {"1", "true", "yes", "on"}
 def offline_requested() -> bool:
     """True when the user asked for no network access (``HF_HUB_OFFLINE`` or ``DTF_OFFLINE``)."""
     return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "DTF_OFFLINE"))
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+@functools.lru_cache(maxsize=8)
+def endpoint_unreachable(endpoint: str, timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to the Hub endpoint fails (no such host, refused, no route,
+    or no answer within `timeout` seconds). Checked once per process and endpoint.
+
+    Why: huggingface_hub retries a failed request five times with back-off (about 25 s, with
+    a warning per try) before it falls back to its cache; with this check an offline
+    machine gets its cached files, or the OfflineError, at once. Behind a proxy
+    (``HTTPS_PROXY`` and the like) only the proxy can be reached directly, so the check is
+    skipped and huggingface_hub decides.
+    """
+    if any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        return False
+    url = urllib.parse.urlsplit(endpoint)
+    if not url.hostname:
+        return False
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return False
+    except OSError:
+        return True
 
 
 def cache_root() -> Path:
@@ -75,10 +106,11 @@ def hub_download(
         ChecksumError: the cached file does not match its sha256.
     """
     where = f"hf://{repo_id}" + (f"@{revision}" if revision else "")
+    cached_only = not offline_requested() and endpoint_unreachable(endpoint or hf_constants.ENDPOINT)
     try:
         path = hf_hub_download(
             repo_id, filename, revision=revision, token=token, endpoint=endpoint,
-            cache_dir=str(cache_dir) if cache_dir is not None else None,
+            cache_dir=str(cache_dir) if cache_dir is not None else None, local_files_only=cached_only,
         )
     except LocalEntryNotFoundError:
         # Raised when the Hub is unreachable (or HF_HUB_OFFLINE=1) and the file is not cached.
