@@ -253,8 +253,8 @@ class DTFBlock(nn.Module):
             return self.fixed_filter.to(y.dtype).permute(0, 2, 1)[None, ..., None]
         # The 1x1 conv over concat(Y, F_cor) flattened channel-major as (C + k^2) x T (the
         # weight's column order), applied as one matmul per part on the frames-major
-        # features, whose rows are (frame, channel): the weight's columns are reordered
-        # instead of the features, and the concatenation is never materialised.
+        # features, whose rows are (frame, channel) (`_estimate` reorders one side); the
+        # concatenation is never materialised.
         weight = self.filter_estimator.weight.flatten(1)  # (out, (C + k^2) T)
         out = self._estimate(weight[:, : c * t], y.reshape(b, t, c, h * w))
         if corr is not None:  # the output is small (C/G x 2M per location): adding is cheap
