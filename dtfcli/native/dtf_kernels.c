@@ -52,6 +52,79 @@ typedef struct {
     float *acc, *wts, *zwts, *mask;
 } fa_scratch;
 
+/* k = 3, the paper's window: positions of the band whose 9 neighbours all lie in the plane
+ * (flat), [is, ie) with ie - is a multiple of 8, go through register-blocked loops: the 9
+ * scores (or, in the aggregation, the 9 weights) of 8 positions stay in vector registers
+ * while the channels stream past, instead of one pass over an accumulator row per neighbour
+ * and channel. The other positions take the general loops. */
+typedef float v8 __attribute__((vector_size(64)));
+
+#define VL 16 /* floats per vector */
+
+static inline v8 load8(const float *src) {
+    v8 v;
+    memcpy(&v, src, sizeof v);
+    return v;
+}
+
+static inline void store8(float *dst, v8 v) { memcpy(dst, &v, sizeof v); }
+
+static void interior3(int64_t base, int64_t n, int64_t W, int64_t HW, int64_t *is, int64_t *ie) {
+    const int64_t lo = MAX(0, W + 1 - base), hi = MIN(n, HW - W - 1 - base);
+    *is = lo;
+    *ie = hi > lo ? lo + (hi - lo) / VL * VL : lo;
+}
+
+/* acc[j * n + i] = sum over channels of q[i] * key[i + off_j], i in [is, ie) */
+static void correlate3(const float *query, const float *key, int64_t C, int64_t HW, int64_t W, int64_t is,
+                       int64_t ie, int64_t n, float *acc) {
+    const int64_t off[9] = {-W - 1, -W, -W + 1, -1, 0, 1, W - 1, W, W + 1};
+    for (int64_t i = is; i < ie; i += VL) {
+        v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0}, a8 = {0};
+        for (int64_t c = 0; c < C; c++) {
+            const float *kc = key + c * HW + i;
+            const v8 q = load8(query + c * HW + i);
+            a0 += q * load8(kc + off[0]);
+            a1 += q * load8(kc + off[1]);
+            a2 += q * load8(kc + off[2]);
+            a3 += q * load8(kc + off[3]);
+            a4 += q * load8(kc + off[4]);
+            a5 += q * load8(kc + off[5]);
+            a6 += q * load8(kc + off[6]);
+            a7 += q * load8(kc + off[7]);
+            a8 += q * load8(kc + off[8]);
+        }
+        store8(acc + 0 * n + i, a0);
+        store8(acc + 1 * n + i, a1);
+        store8(acc + 2 * n + i, a2);
+        store8(acc + 3 * n + i, a3);
+        store8(acc + 4 * n + i, a4);
+        store8(acc + 5 * n + i, a5);
+        store8(acc + 6 * n + i, a6);
+        store8(acc + 7 * n + i, a7);
+        store8(acc + 8 * n + i, a8);
+    }
+}
+
+/* y_c[i] = q_c[i] + sum_j w_j[i] key_c[i + off_j] for every channel, i in [is, ie) */
+static void aggregate3(const float *query, const float *key, const float *w, float *y, int64_t C, int64_t HW,
+                       int64_t W, int64_t is, int64_t ie, int64_t n) {
+    const int64_t off[9] = {-W - 1, -W, -W + 1, -1, 0, 1, W - 1, W, W + 1};
+    for (int64_t i = is; i < ie; i += VL) {
+        const v8 w0 = load8(w + 0 * n + i), w1 = load8(w + 1 * n + i), w2 = load8(w + 2 * n + i);
+        const v8 w3 = load8(w + 3 * n + i), w4 = load8(w + 4 * n + i), w5 = load8(w + 5 * n + i);
+        const v8 w6 = load8(w + 6 * n + i), w7 = load8(w + 7 * n + i), w8 = load8(w + 8 * n + i);
+        for (int64_t c = 0; c < C; c++) {
+            const float *kc = key + c * HW + i;
+            v8 v = load8(query + c * HW + i);
+            v += w0 * load8(kc + off[0]) + w1 * load8(kc + off[1]) + w2 * load8(kc + off[2]);
+            v += w3 * load8(kc + off[3]) + w4 * load8(kc + off[4]) + w5 * load8(kc + off[5]);
+            v += w6 * load8(kc + off[6]) + w7 * load8(kc + off[7]) + w8 * load8(kc + off[8]);
+            store8(y + c * HW + i, v);
+        }
+    }
+}
+
 static void fa_item(const fa_args *p, int64_t b, int64_t t, int64_t h0, const fa_scratch *s) {
     const int64_t T = p->T, C = p->C, H = p->H, W = p->W, HW = H * W, frame = C * HW;
     const int k = p->k, r = k / 2;
@@ -64,7 +137,10 @@ static void fa_item(const fa_args *p, int64_t b, int64_t t, int64_t h0, const fa
     float *restrict wts = s->wts;
     float *restrict zwts = s->zwts;
 
+    int64_t is = 0, ie = 0; /* the register-blocked range (k = 3), empty otherwise */
+    if (k == 3) interior3(base, n, W, HW, &is, &ie);
     memset(acc, 0, (size_t)(k2 * n) * sizeof(float));
+    if (ie > is) correlate3(query, key, C, HW, W, is, ie, n, acc);
     for (int64_t c = 0; c < C; c++) {
         const float *restrict q = query + c * HW;
         for (int a = 0; a < k; a++) {
@@ -73,7 +149,8 @@ static void fa_item(const fa_args *p, int64_t b, int64_t t, int64_t h0, const fa
                 const int64_t off = offset_range(p, h0, h1, a - r, bb - r, &ps, &pe);
                 const float *restrict kc = key + c * HW + off;
                 float *restrict out = acc + (a * k + bb) * n;
-                for (int64_t i = ps; i < pe; i++) out[i] += q[i] * kc[i];
+                for (int64_t i = ps; i < MIN(pe, is); i++) out[i] += q[i] * kc[i];
+                for (int64_t i = MAX(ps, ie); i < pe; i++) out[i] += q[i] * kc[i];
             }
         }
     }
@@ -104,28 +181,31 @@ static void fa_item(const fa_args *p, int64_t b, int64_t t, int64_t h0, const fa
             sum += e;
         }
         const float inv_s = 1.0f / sum;
-        for (int64_t j = 0; j < k2; j++) {
-            wts[j * n + i] *= inv_s;
-            /* padding neighbours take part in the softmax but add nothing */
-            zwts[j * n + i] = s->mask[(j % k) * p->band * W + i] != 0.0f ? wts[j * n + i] : 0.0f;
-        }
+        for (int64_t j = 0; j < k2; j++) wts[j * n + i] *= inv_s;
+    }
+    for (int64_t j = 0; j < k2; j++) { /* padding neighbours take part in the softmax but add nothing */
+        const float *restrict m = s->mask + (j % k) * p->band * W;
+        for (int64_t i = 0; i < n; i++) zwts[j * n + i] = m[i] != 0.0f ? wts[j * n + i] : 0.0f;
     }
     if (p->weights != NULL) {
         for (int64_t j = 0; j < k2; j++)
             memcpy(p->weights + ((b * (T - 1) + t - 1) * k2 + j) * HW + base, wts + j * n, (size_t)n * sizeof(float));
     }
     float *y = p->y + (b * T + t - 1) * frame + base;
+    if (ie > is) aggregate3(query, key, zwts, y, C, HW, W, is, ie, n);
     for (int64_t c = 0; c < C; c++) {
         const float *restrict q = query + c * HW;
         float *restrict yc = y + c * HW;
-        memcpy(yc, q, (size_t)n * sizeof(float));
+        memcpy(yc, q, (size_t)is * sizeof(float));
+        memcpy(yc + ie, q + ie, (size_t)(n - ie) * sizeof(float));
         for (int a = 0; a < k; a++) {
             for (int bb = 0; bb < k; bb++) {
                 int64_t ps, pe;
                 const int64_t off = offset_range(p, h0, h1, a - r, bb - r, &ps, &pe);
                 const float *restrict kc = key + c * HW + off;
                 const float *restrict wj = zwts + (a * k + bb) * n;
-                for (int64_t i = ps; i < pe; i++) yc[i] += wj[i] * kc[i];
+                for (int64_t i = ps; i < MIN(pe, is); i++) yc[i] += wj[i] * kc[i];
+                for (int64_t i = MAX(ps, ie); i < pe; i++) yc[i] += wj[i] * kc[i];
             }
         }
         /* A zero weight times a wrapped-around value adds exactly 0, unless that value is inf
@@ -212,7 +292,8 @@ typedef struct {
     int k, aggregate;
 } fab_args;
 
-static void fab_scores(const fab_args *p, int64_t b, int64_t t, int64_t h0, float *acc, const float *mask) {
+static void fab_scores(const fab_args *p, int64_t b, int64_t t, int64_t h0, float *acc, const float *mask,
+                       float *dot) {
     const int64_t T = p->T, C = p->C, H = p->H, W = p->W, HW = H * W, frame = C * HW;
     const int k = p->k, r = k / 2;
     const int64_t k2 = (int64_t)k * k, h1 = MIN(H, h0 + p->band), n = (h1 - h0) * W, base = h0 * W, ms = p->band * W;
@@ -224,7 +305,10 @@ static void fab_scores(const fab_args *p, int64_t b, int64_t t, int64_t h0, floa
         const float *query = p->gy + (b * T + t - 1) * frame + base;
         const float *key = p->x + (b * T + t) * frame + base;
         const fa_args geometry = {NULL, NULL, NULL, NULL, T, C, H, W, p->band, k, 0};
+        int64_t is = 0, ie = 0;
+        if (k == 3) interior3(base, n, W, HW, &is, &ie);
         memset(acc, 0, (size_t)(k2 * n) * sizeof(float));
+        if (ie > is) correlate3(query, key, C, HW, W, is, ie, n, acc);
         for (int64_t c = 0; c < C; c++)
             for (int a = 0; a < k; a++)
                 for (int bb = 0; bb < k; bb++) {
@@ -233,27 +317,33 @@ static void fab_scores(const fab_args *p, int64_t b, int64_t t, int64_t h0, floa
                     const float *restrict q = query + c * HW;
                     const float *restrict kc = key + c * HW + off;
                     float *restrict out = acc + (a * k + bb) * n;
-                    for (int64_t i = ps; i < pe; i++) out[i] += q[i] * kc[i];
+                    for (int64_t i = ps; i < MIN(pe, is); i++) out[i] += q[i] * kc[i];
+                    for (int64_t i = MAX(ps, ie); i < pe; i++) out[i] += q[i] * kc[i];
                 }
         const float *w = p->weights + (b * (T - 1) + t - 1) * k2 * HW + base;
         float *wz = p->wz + (b * (T - 1) + t - 1) * k2 * HW + base;
-        for (int64_t i = 0; i < n; i++) {
-            float dot = 0.0f;
-            for (int64_t j = 0; j < k2; j++) {
-                if (mask[(j % k) * ms + i] == 0.0f) acc[j * n + i] = 0.0f; /* padding: g_w = 0 */
-                dot += w[j * HW + i] * acc[j * n + i];
+        for (int64_t i = 0; i < n; i++) dot[i] = 0.0f;
+        for (int64_t j = 0; j < k2; j++) {
+            const float *restrict m = mask + (j % k) * ms;
+            for (int64_t i = 0; i < n; i++) {
+                if (m[i] == 0.0f) acc[j * n + i] = 0.0f; /* padding: g_w = 0 */
+                dot[i] += w[j * HW + i] * acc[j * n + i];
             }
-            for (int64_t j = 0; j < k2; j++) {
-                const int valid = mask[(j % k) * ms + i] != 0.0f;
-                const float g = (gc != NULL ? gc[j * HW + i] : 0.0f) + w[j * HW + i] * (acc[j * n + i] - dot);
+        }
+        for (int64_t j = 0; j < k2; j++) {
+            const float *restrict m = mask + (j % k) * ms;
+            for (int64_t i = 0; i < n; i++) {
+                const int valid = m[i] != 0.0f;
+                const float g = (gc != NULL ? gc[j * HW + i] : 0.0f) + w[j * HW + i] * (acc[j * n + i] - dot[i]);
                 s[j * HW + i] = valid ? g * inv_c : 0.0f;
                 wz[j * HW + i] = valid ? w[j * HW + i] : 0.0f;
             }
         }
     } else {
-        for (int64_t j = 0; j < k2; j++)
-            for (int64_t i = 0; i < n; i++)
-                s[j * HW + i] = (gc != NULL && mask[(j % k) * ms + i] != 0.0f) ? gc[j * HW + i] * inv_c : 0.0f;
+        for (int64_t j = 0; j < k2; j++) {
+            const float *restrict m = mask + (j % k) * ms;
+            for (int64_t i = 0; i < n; i++) s[j * HW + i] = (gc != NULL && m[i] != 0.0f) ? gc[j * HW + i] * inv_c : 0.0f;
+        }
     }
 }
 
@@ -368,10 +458,10 @@ int dtf_frame_aggregation_backward_f32(const float *x, const float *weights, con
     int failed = 0;
 #pragma omp parallel num_threads(num_threads) reduction(| : failed)
     {
-        float *acc = malloc((size_t)(k2 + k) * (size_t)n * sizeof(float));
+        float *acc = malloc((size_t)(k2 + k + 1) * (size_t)n * sizeof(float));
         const int ok = acc != NULL;
         failed |= !ok;
-        float *mask = ok ? acc + k2 * n : NULL;
+        float *mask = ok ? acc + k2 * n : NULL, *dot = ok ? acc + (k2 + k) * n : NULL;
         if (ok)
             for (int bb = 0; bb < k; bb++)
                 for (int64_t i = 0; i < n; i++) {
@@ -380,7 +470,7 @@ int dtf_frame_aggregation_backward_f32(const float *x, const float *weights, con
                 }
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < items; item++) {
-            if (ok) fab_scores(&p, item / (bands * T), (item / bands) % T, (item % bands) * band, acc, mask);
+            if (ok) fab_scores(&p, item / (bands * T), (item / bands) % T, (item % bands) * band, acc, mask, dot);
         }
         /* (the implicit barrier: every s and wz row is written before any gradient is gathered) */
 #pragma omp for schedule(static)
