@@ -36,6 +36,7 @@ def _tensor_ops_only(monkeypatch):
         ((1, 4, 2, 6, 3), 5),  # window wider than the frame
         ((1, 5, 3, 2, 9), 1),  # k = 1: a single neighbour
         ((1, 16, 3, 33, 40), 3),  # several row bands per frame
+        ((1, 4, 2, 3, 9), 3),  # one-row bands: the first lies wholly in the plane's border
     ],
 )
 @pytest.mark.parametrize("aggregate", [True, False])
@@ -71,7 +72,14 @@ def test_kernel_keeps_padding_out_of_non_finite_neighbours():
 @needs_kernel
 @pytest.mark.parametrize(
     "shape,k",
-    [((2, 6, 4, 5, 6), 3), ((1, 3, 1, 4, 4), 3), ((1, 4, 3, 6, 3), 5), ((1, 5, 3, 2, 9), 1), ((1, 8, 3, 33, 40), 3)],
+    [
+        ((2, 6, 4, 5, 6), 3),
+        ((1, 3, 1, 4, 4), 3),
+        ((1, 4, 3, 6, 3), 5),
+        ((1, 5, 3, 2, 9), 1),
+        ((1, 8, 3, 33, 40), 3),
+        ((1, 4, 2, 3, 9), 3),  # one-row bands
+    ],
 )
 @pytest.mark.parametrize("aggregate", [True, False])
 @pytest.mark.parametrize("with_grad_y,with_grad_corr", [(True, True), (True, False), (False, True)])

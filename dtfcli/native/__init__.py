@@ -70,7 +70,8 @@ def _build(compiler: str) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     errors = []
     for flags in _FLAG_SETS:
-        key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(), _cpu_identity().encode()]))
+        parts = [source, compiler, version, " ".join(flags), _cpu_identity()]
+        key = hashlib.sha256(b"\0".join(p if isinstance(p, bytes) else p.encode() for p in parts))
         target = cache_dir() / f"dtf_kernels-{key.hexdigest()[:16]}.so"
         if target.exists():
             return target

@@ -70,7 +70,8 @@ static inline v8 load8(const float *src) {
 static inline void store8(float *dst, v8 v) { memcpy(dst, &v, sizeof v); }
 
 static void interior3(int64_t base, int64_t n, int64_t W, int64_t HW, int64_t *is, int64_t *ie) {
-    const int64_t lo = MAX(0, W + 1 - base), hi = MIN(n, HW - W - 1 - base);
+    /* clamped to the band: a one-row band at the top of the plane has no interior at all */
+    const int64_t lo = MIN(n, MAX(0, W + 1 - base)), hi = MIN(n, HW - W - 1 - base);
     *is = lo;
     *ie = hi > lo ? lo + (hi - lo) / VL * VL : lo;
 }
