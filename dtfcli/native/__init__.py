@@ -36,6 +36,13 @@ _FLAG_SETS = (
     ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared"],
     ["-O3", "-fopenmp", "-fPIC", "-shared"],  # compilers without -march=native
 )
+# The C functions: (pointer arguments, trailing int arguments) around their 5 int64 sizes.
+_SIGNATURES = {
+    "dtf_frame_aggregation_f32": (4, 3),
+    "dtf_frame_aggregation_backward_f32": (7, 3),
+    "dtf_modulate_f32": (3, 1),
+    "dtf_modulate_backward_f32": (5, 1),
+}
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _status: str | None = None
@@ -112,18 +119,10 @@ def _load() -> ctypes.CDLL | None:
         except (OSError, RuntimeError, subprocess.SubprocessError) as err:
             _status = f"unavailable ({err}): tensor operations"
             return None
-        fn = lib.dtf_frame_aggregation_f32
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 5 + [ctypes.c_int] * 3
-        fn = lib.dtf_frame_aggregation_backward_f32
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 5 + [ctypes.c_int] * 3
-        fn = lib.dtf_modulate_f32
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 5 + [ctypes.c_int]
-        fn = lib.dtf_modulate_backward_f32
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_int]
+        for name, (pointers, ints) in _SIGNATURES.items():  # every kernel: pointers, 5 sizes, ints
+            fn = getattr(lib, name)
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * 5 + [ctypes.c_int] * ints
         _library, _status = lib, f"native C kernels ({path})"
         return lib
 
