@@ -36,10 +36,16 @@ from dtfcli.models import get_model_spec
 
 def _write_manifest(folder: Path, name: str, location: str, sha256: str | None, **extra) -> Path:
     manifest = {
-        "manifest_version": 1, "name": name, "architecture": "dtfnet_tiny", "num_classes": len(LABELS),
-        "num_frames": 8, "labels": LABELS, "license": "apache-2.0",
+        "manifest_version": 1,
+        "name": name,
+        "architecture": "dtfnet_tiny",
+        "num_classes": len(LABELS),
+        "num_frames": 8,
+        "labels": LABELS,
+        "license": "apache-2.0",
         "weights": {"published": True, "location": location, "sha256": sha256},
-        "metrics": {"synthetic-motion": {"top1": 90.0}}, **extra,
+        "metrics": {"synthetic-motion": {"top1": 90.0}},
+        **extra,
     }
     path = folder / f"{name}.json"
     path.write_text(json.dumps(manifest))
@@ -57,7 +63,7 @@ def test_repository_manifests_are_valid_honest_and_match_the_paper_figures():
     assert {m.path.parent for m in manifests} == {REPO_WEIGHTS_DIR} and len(manifests) >= 3
     for manifest in manifests:
         assert not manifest.weights.published and manifest.weights.location is None  # nothing was ever published
-        (dataset, values), = manifest.metrics.items()
+        ((dataset, values),) = manifest.metrics.items()
         paper = [f for f in get_model_spec(manifest.architecture).paper if f.frames == manifest.num_frames]
         assert paper and paper[0].top1[dataset] == values["top1"] and paper[0].crop == manifest.crop_size
     with pytest.raises(WeightsUnavailableError, match="dtfnet_r50_kinetics400_16f: weights not published yet"):
@@ -171,7 +177,7 @@ def test_a_wheel_carries_the_manifests_where_the_lookup_finds_them(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = {Path(n).name for n in names if "/data/share/dtfcli/weights/" in n}
     assert {p.name for p in REPO_WEIGHTS_DIR.glob("*.json")} <= shipped
-    assert "dtfcli/native/dtf_kernels.c" in names  # the native kernels' source travels too
+    assert {"dtfcli/native/dtf_kernels.c", "dtfcli/native/dtf_attention.c"} <= set(names)  # kernel sources
     assert "dtfcli/data/video.py" in names and "dtfcli/models/dtf.py" in names
 
 

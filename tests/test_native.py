@@ -196,11 +196,18 @@ def test_inputs_the_kernel_does_not_take_use_tensor_operations():
 
 
 def _probe(env: dict, tmp_path) -> str:
-    """status() and a DTF forward in a fresh interpreter with `env`."""
-    code = (
-        "import torch; from dtfcli import native; from dtfcli.models import frame_aggregation;"
-        "y, c = frame_aggregation(torch.randn(1, 4, 3, 5, 5)); assert torch.isfinite(y).all();"
-        "print(native.status())"
+    """status(), frame aggregation and window attention in a fresh interpreter with `env`."""
+    code = "\n".join(
+        [
+            "import torch",
+            "from dtfcli import native",
+            "from dtfcli.models import frame_aggregation",
+            "from dtfcli.models.window_attention import WindowAttention",
+            "y, c = frame_aggregation(torch.randn(1, 4, 3, 5, 5)); assert torch.isfinite(y).all()",
+            "attention = WindowAttention(32, [7, 7], [3, 3], 1).eval()",
+            "with torch.inference_mode(): assert torch.isfinite(attention(torch.randn(1, 14, 14, 32))).all()",
+            "print(native.status())",
+        ]
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],

@@ -10,7 +10,8 @@
 
 The Swin blocks, window attention and patch merging are torchvision's, so parameter names
 match torchvision's `swin_t/s/b` and ImageNet weights map one to one (the patch
-embedding gains a time axis).
+embedding gains a time axis); the attention has a native CPU path for inference
+(`window_attention.WindowAttention`).
 Input (B, 3, num_frames, H, W) -> logits (B, num_classes).
 """
 
@@ -24,6 +25,7 @@ from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlo
 
 from dtfcli.models._checks import check_clip, frames_inside
 from dtfcli.models.temporal import build_temporal_module
+from dtfcli.models.window_attention import WindowAttention
 
 
 class FramesToTokens(nn.Module):
@@ -94,8 +96,9 @@ class DTFSwin(nn.Module):
 
         layers: list[nn.Module] = [
             nn.Sequential(
-                nn.Conv3d(3, embed_dim, (early_stride, patch_size, patch_size),
-                          stride=(early_stride, patch_size, patch_size)),
+                nn.Conv3d(
+                    3, embed_dim, (early_stride, patch_size, patch_size), stride=(early_stride, patch_size, patch_size)
+                ),
                 FramesToTokens(),
                 norm(embed_dim),
             )
@@ -109,13 +112,17 @@ class DTFSwin(nn.Module):
                 use_temporal = not shifted and (i + 1) in temporal_stages and temporal not in ("none", "tsm")
                 blocks.append(
                     DTFSwinBlock(
-                        dim, heads, window_size=[window_size] * 2,
+                        dim,
+                        heads,
+                        window_size=[window_size] * 2,
                         shift_size=[window_size // 2 if shifted else 0] * 2,
                         mlp_ratio=mlp_ratio,
                         stochastic_depth_prob=stochastic_depth * block_id / max(total - 1, 1),
                         norm_layer=norm,
+                        attn_layer=WindowAttention,
                         temporal=build_temporal_module(temporal, dim, t, kernel_size, filter_groups)
-                        if use_temporal else None,
+                        if use_temporal
+                        else None,
                         frames=t,
                     )
                 )

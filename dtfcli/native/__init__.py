@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-_SOURCE = Path(__file__).with_name("dtf_kernels.c")
+_SOURCES = tuple(Path(__file__).with_name(name) for name in ("dtf_kernels.c", "dtf_attention.c"))
 _FLAG_SETS = (
     ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared"],
     ["-O3", "-fopenmp", "-fPIC", "-shared"],  # compilers without -march=native
@@ -42,6 +42,7 @@ _SIGNATURES = {
     "dtf_frame_aggregation_backward_f32": (7, 3),
     "dtf_modulate_f32": (3, 1),
     "dtf_modulate_backward_f32": (5, 1),
+    "dtf_window_attention_f32": (4, 3),
 }
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
@@ -73,11 +74,11 @@ def _compiler() -> str | None:
 
 
 def _build(compiler: str) -> Path:
-    source = _SOURCE.read_bytes()
+    sources = [path.read_bytes() for path in _SOURCES]
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     errors = []
     for flags in _FLAG_SETS:
-        parts = [source, compiler, version, " ".join(flags), _cpu_identity()]
+        parts = [*sources, compiler, version, " ".join(flags), _cpu_identity()]
         key = hashlib.sha256(b"\0".join(p if isinstance(p, bytes) else p.encode() for p in parts))
         target = cache_dir() / f"dtf_kernels-{key.hexdigest()[:16]}.so"
         if target.exists():
@@ -87,7 +88,7 @@ def _build(compiler: str) -> Path:
         os.close(fd)
         try:
             proc = subprocess.run(
-                [compiler, *flags, "-o", tmp, str(_SOURCE)], capture_output=True, text=True, timeout=120
+                [compiler, *flags, "-o", tmp, *map(str, _SOURCES)], capture_output=True, text=True, timeout=120
             )
             if proc.returncode == 0:
                 os.replace(tmp, target)  # atomic: another process sees the old state or the whole file
@@ -96,7 +97,8 @@ def _build(compiler: str) -> Path:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise RuntimeError(f"{compiler} could not build {_SOURCE.name}: {errors[-1]}")
+    names = " ".join(path.name for path in _SOURCES)
+    raise RuntimeError(f"{compiler} could not build {names}: {errors[-1]}")
 
 
 def _load() -> ctypes.CDLL | None:
@@ -134,7 +136,9 @@ def status() -> str:
     return _status or ""
 
 
-def _usable(x: torch.Tensor) -> bool:
+def usable(x: torch.Tensor) -> bool:
+    """Whether a kernel can take x: a contiguous float32 CPU tensor, outside tracing and
+    torch.compile, with the library built."""
     if x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous():
         return False
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
@@ -148,7 +152,7 @@ def frame_aggregation(
     """The kernel on a frames-major (B, T, C, H, W) float32 CPU tensor: (Y or None, corr,
     softmax weights (B, T-1, k^2, H, W) or None), or None when the caller must use its
     tensor-operation path."""
-    if not _usable(x):
+    if not usable(x):
         return None
     b, t, c, h, w = x.shape
     k2 = kernel_size * kernel_size
@@ -188,7 +192,7 @@ def frame_aggregation_backward(
     returned and the gradients of Y and corr (either may be None), or None when the caller
     must use its tensor-operation path."""
     grads = [g for g in (grad_y, grad_corr) if g is not None]
-    if not _usable(x) or any(g.device.type != "cpu" or g.dtype != torch.float32 for g in grads):
+    if not usable(x) or any(g.device.type != "cpu" or g.dtype != torch.float32 for g in grads):
         return None
     b, t, c, h, w = x.shape
     if aggregate and t > 1 and (weights is None or not weights.is_contiguous()):
@@ -225,7 +229,7 @@ def modulate_usable(spectrum: torch.Tensor, filt: torch.Tensor) -> bool:
     if spectrum.dim() != 6 or filt.dim() != 5:
         return False
     b, m, _, cg, _, length = spectrum.shape
-    return filt.shape == (b, cg, 2, m, length) and _usable(spectrum) and _usable(filt)
+    return filt.shape == (b, cg, 2, m, length) and usable(spectrum) and usable(filt)
 
 
 def modulate(spectrum: torch.Tensor, filt: torch.Tensor) -> torch.Tensor | None:
@@ -263,3 +267,33 @@ def modulate_backward(
         torch.get_num_threads(),
     )
     return grad_spectrum, grad_filter
+
+
+def window_attention(qkv: torch.Tensor, addend: torch.Tensor, index: torch.Tensor, heads: int) -> torch.Tensor | None:
+    """Swin window attention between the qkv and output projections (dtf_attention.c):
+    qkv (B, H, W, 3C) float32, addend (1 or windows, heads, L, LP) (relative position bias
+    plus shift mask, transposed to (key, query), zero-padded to LP = L rounded up to 16
+    queries), index (windows, L) int64
+    (each window token's position in the image, a permutation of H W). Returns (B, H, W, C),
+    or None when the caller must use its tensor-operation path (inputs the kernel does not
+    take, or a score that is not finite)."""
+    if not (usable(qkv) and usable(addend)) or index.dtype != torch.int64 or not index.is_contiguous():
+        return None
+    b, h, w, c3 = qkv.shape
+    windows, length = index.shape
+    out = qkv.new_empty(b, h, w, c3 // 3)
+    failed = _library.dtf_window_attention_f32(
+        qkv.data_ptr(),
+        addend.data_ptr(),
+        index.data_ptr(),
+        out.data_ptr(),
+        b,
+        h * w,
+        windows,
+        length,
+        c3 // 3,
+        heads,
+        int(addend.shape[0] > 1),
+        torch.get_num_threads(),
+    )
+    return None if failed else out
