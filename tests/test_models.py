@@ -65,8 +65,11 @@ def test_dtfnet_layout_follows_the_paper(name, blocks):
     assert model.conv1.kernel_size == (4, 7, 7) and model.conv1.stride == (4, 2, 2)
     # max-pool 1x3x3: a 2D pool per frame on the frames-major features
     assert isinstance(model.maxpool, nn.MaxPool2d) and model.maxpool.kernel_size == 3 and model.maxpool.stride == 2
-    spatial = [m for n, m in model.named_modules() if isinstance(m, nn.Conv3d) and n != "conv1"
-               and not n.endswith("conv") and m.kernel_size != (1, 1, 1)]
+    spatial = [
+        m
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv3d) and n != "conv1" and not n.endswith("conv") and m.kernel_size != (1, 1, 1)
+    ]
     assert spatial and all(m.kernel_size == (1, 3, 3) for m in spatial)
     dtf = [(n, m) for n, m in model.named_modules() if isinstance(m, DTFBlock)]
     assert len(dtf) == blocks
@@ -215,3 +218,21 @@ def test_temporal_modules_take_frames_major_input(kind):
     x = torch.randn(2, 16, 4, 3, 5)
     frames = x.transpose(1, 2).reshape(8, 16, 3, 5)
     torch.testing.assert_close(module(frames), module(x).transpose(1, 2).reshape(8, 16, 3, 5))
+
+
+def test_swin_hidden_gelu_works_in_place_only_without_autograd():
+    from dtfcli.models.swin import HiddenGELU
+
+    x = torch.randn(4, 7, 64) * 3
+    expected = nn.functional.gelu(x)
+    with torch.inference_mode():
+        hidden = x.clone()
+        out = HiddenGELU()(hidden)
+    assert out.data_ptr() == hidden.data_ptr() and torch.equal(out, expected)  # in place, exact
+    leaf = x.clone().requires_grad_()
+    out = HiddenGELU()(leaf)
+    assert out.data_ptr() != leaf.data_ptr() and torch.equal(leaf, x)  # autograd: a new tensor
+    out.sum().backward()
+    torch.testing.assert_close(leaf.grad, torch.func.grad(lambda t: nn.functional.gelu(t).sum())(x))
+    block_mlps = [m.mlp for m in create_model("dtf_swin_tiny").modules() if hasattr(m, "mlp")]
+    assert block_mlps and all(isinstance(mlp[1], HiddenGELU) for mlp in block_mlps)
