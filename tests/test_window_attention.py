@@ -38,7 +38,10 @@ def _pair(dim, heads, window, shift, seed=0):
         (3, 7, 7, 64, 4, (7, 7), (3, 3)),  # window covers the image: torchvision drops the shift
         (1, 8, 12, 64, 1, (4, 4), (2, 2)),  # 16 tokens per window, head width 64
         (1, 16, 16, 32, 2, (8, 8), (4, 4)),  # 64 tokens per window (the most it takes), width 16
-        (1, 10, 10, 32, 1, (5, 5), (2, 2)),  # 25 tokens: the last score vector partly padding
+        (1, 10, 10, 32, 1, (5, 5), (2, 2)),  # 25 tokens: the last query vector partly padding
+        (2, 10, 12, 64, 2, (7, 7), (3, 3)),  # sides padded with zero tokens to 14 x 14
+        (1, 9, 16, 64, 2, (7, 7), (0, 0)),  # padded, not shifted
+        (1, 3, 3, 32, 1, (7, 7), (3, 3)),  # padded to one window: no shift (Swin at 112 crop, stage 4)
     ],
 )
 def test_native_path_is_torchvision_attention(batch, height, width, dim, heads, window, shift):
@@ -74,7 +77,6 @@ def test_window_layout_is_roll_then_partition(shift):
 def test_inputs_the_kernel_does_not_take_use_torchvision():
     reference, ours = _pair(64, 2, (7, 7), (3, 3))
     cases = {
-        "padded (10 x 10 is no multiple of 7)": torch.randn(1, 10, 10, 64),
         "float64": torch.randn(1, 14, 14, 64, dtype=torch.float64),
         "not contiguous": torch.randn(1, 64, 14, 14).permute(0, 2, 3, 1),
     }

@@ -2,13 +2,13 @@
 
 `WindowAttention` is torchvision's `ShiftedWindowAttention`: the same parameters (so the
 same state-dict keys and ImageNet weights) and the same function. When no autograd graph
-is needed and the input is a float32 CPU tensor whose sides are multiples of the window,
-the attention between the qkv and output projections runs in one native kernel
-(`dtfcli/native/dtf_attention.c`): per (window, head) the scores, the relative position
-bias, the shift mask, the softmax and the weighted sum of values, with the window
-partition and the cyclic shift replaced by a table of token positions (`window_layout`).
-torchvision's function stays the path for training, other devices and dtypes, padded
-inputs, and the reference the kernel is tested against.
+is needed and the input is a float32 CPU tensor, the attention between the qkv and output
+projections runs in one native kernel (`dtfcli/native/dtf_attention.c`): per (window, head)
+the scores, the relative position bias, the shift mask, the softmax and the weighted sum of
+values, with the window partition and the cyclic shift replaced by a table of token
+positions (`window_layout`).
+torchvision's function stays the path for training, other devices and dtypes, and the
+reference the kernel is tested against.
 
 Why: at Swin's 49-token windows torchvision spends about a third of the attention's time
 outside the two projections (small batched matmuls, a bias add, a mask add, a softmax and
@@ -91,10 +91,15 @@ class WindowAttention(ShiftedWindowAttention):
         b, h, w, c = x.shape
         window = (self.window_size[0], self.window_size[1])
         tokens = window[0] * window[1]
-        if h % window[0] or w % window[1] or tokens > _MAX_TOKENS or c // self.num_heads not in _HEAD_WIDTHS:
+        if tokens > _MAX_TOKENS or c // self.num_heads not in _HEAD_WIDTHS:
             return None
-        shift = effective_shift(h, w, window, (self.shift_size[0], self.shift_size[1]))
-        index, mask = window_layout(h, w, window, shift)
+        # As torchvision: zero tokens pad the sides to multiples of the window (they take part
+        # as keys, unmasked), and no shift along a side the window covers whole.
+        pad_h, pad_w = -h % window[0], -w % window[1]
+        if pad_h or pad_w:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        shift = effective_shift(h + pad_h, w + pad_w, window, (self.shift_size[0], self.shift_size[1]))
+        index, mask = window_layout(h + pad_h, w + pad_w, window, shift)
         bias = self.get_relative_position_bias()  # (1, heads, L, L)
         addend = bias if mask is None else bias + mask.unsqueeze(1)  # (1 or windows, heads, query, key)
         padded = -(-tokens // 16) * 16  # the kernel holds queries in 16-float vectors
@@ -103,4 +108,5 @@ class WindowAttention(ShiftedWindowAttention):
         out = native.window_attention(qkv, addend, index, self.num_heads)
         if out is None:  # e.g. a score that is not finite: torchvision's softmax defines it
             return None
-        return F.linear(out, self.proj.weight, self.proj.bias)
+        out = F.linear(out, self.proj.weight, self.proj.bias)
+        return out[:, :h, :w].contiguous() if pad_h or pad_w else out
