@@ -2,8 +2,10 @@
 
 Why: the DTF block's frame-wise aggregation is memory-bound; as tensor operations it makes
 about 50 passes over the feature (docs/benchmarks.md, "Where the R50 time goes"), where a
-loop over rows makes two. PyTorch has no operation for it, and a C++ extension would need
-a minute of compiling against its headers; this is plain C (OpenMP for the threads, which
+loop over rows makes two. Swin's 49-token window attention is, as torchvision computes it,
+small batched matmuls and passes over the scores and tokens (dtf_attention.c). PyTorch has
+no operation for either, and a C++ extension would need a minute of compiling against its
+headers; this is plain C (OpenMP for the threads, which
 joins the OpenMP runtime PyTorch already loaded), built in about a second by ``cc`` and
 called through ctypes on the tensors' memory.
 
