@@ -148,8 +148,12 @@ def test_parse_suites():
         bench.parse_suites("")
 
 
-def test_decode_suite_measures_both_backends_on_a_real_video():
-    rows = bench.decode_suite(quick=True)  # a generated 2 s, 340p h264 video
+def test_decode_suite_measures_both_backends_on_a_real_video(tmp_path):
+    from dtfcli.engine.decode_benchmark import make_video
+
+    video = tmp_path / "short_340p_h264.mp4"  # 2 s: the suite's own file is 10 s
+    make_video(video, codec="libx264", size=(340, 604), fps=30, seconds=2, gop=60)
+    rows = bench.decode_suite(str(video))
     measured = [r for r in rows if "ratio" in r]
     assert {r["backend"] for r in measured} >= {"pyav"}
     for r in measured:
