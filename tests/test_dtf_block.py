@@ -242,3 +242,75 @@ def test_frames_major_input_is_the_same_function():
         torch.testing.assert_close(block(frames), block(x).transpose(1, 2).reshape(8, 16, 5, 5))
     with pytest.raises(ValueError, match="frames-major"):
         block(torch.randn(6, 16, 5, 5))
+
+
+def _randomised(block: DTFBlock, seed: int) -> DTFBlock:
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_()
+        block.norm.running_mean.normal_()
+        block.norm.running_var.uniform_(0.5, 2.0)
+    return block
+
+
+def _uncached(block: DTFBlock, x: Tensor) -> Tensor:
+    """The released formulation with autograd on, where the block caches nothing."""
+    with torch.enable_grad():
+        return _reference_block(block, x).detach()
+
+
+def test_inference_caches_derived_weights_and_follows_every_change():
+    """Without autograd the folded mixing weight and the estimator's reordered columns are
+    kept between calls; each way a user changes the weights must still be seen."""
+    c, t = 16, 4
+    block = _randomised(DTFBlock(c, t, filter_groups=4).double().eval(), 0)
+    x = torch.randn(1, c, t, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        first = block(x)
+        cached = {name: entry[1] for name, entry in block._derived_cache.items()}
+        assert {"folded_mixing", "estimator_y", "estimator_corr"} <= set(cached)
+        torch.testing.assert_close(block(x), first, rtol=0, atol=0)
+        assert all(block._derived_cache[name][1] is value for name, value in cached.items())  # a real hit
+    torch.testing.assert_close(first, _uncached(block, x), rtol=1e-9, atol=1e-9)
+
+    def changes():
+        with torch.no_grad():
+            yield "alpha in place", block.alpha.mul_(-2)
+            yield "mixing weight in place", block.mixing.complex_weight.add_(0.5)
+            yield "estimator weight in place", block.filter_estimator.weight.mul_(3)
+            yield "bias in place", block.bias.add_(1)
+        other = _randomised(DTFBlock(c, t, filter_groups=4).double(), 1)
+        yield "load_state_dict", block.load_state_dict(other.state_dict())
+        block.train()  # batch statistics move the running ones
+        block(torch.randn(2, c, t, 8, 8, dtype=torch.float64))
+        yield "running statistics", block.eval()
+        optimiser = torch.optim.SGD(block.parameters(), lr=0.5)
+        block.train()(x).square().sum().backward()
+        optimiser.step()
+        yield "an optimiser step", block.eval()
+
+    for what, _ in changes():
+        with torch.no_grad():
+            got = block(x)
+        torch.testing.assert_close(got, _uncached(block, x), rtol=1e-9, atol=1e-9, msg=what)
+
+    block.float()  # .to(): new storage, and the dtype asked for changes
+    with torch.inference_mode():
+        got = block(x.float())
+    torch.testing.assert_close(got, _uncached(block, x.float()), rtol=1e-3, atol=1e-3)
+
+
+def test_a_block_built_in_inference_mode_is_not_cached():
+    """Inference tensors keep no version counter: the block then derives its weights anew."""
+    with torch.inference_mode():
+        block = _randomised(DTFBlock(16, 4, filter_groups=4).eval(), 2)
+        x = torch.randn(1, 16, 4, 6, 6)
+        first = block(x)
+        block.alpha.mul_(-1)
+        second = block(x)
+    assert not getattr(block, "_derived_cache", {})
+    with torch.inference_mode():
+        block.alpha.mul_(-1)
+        torch.testing.assert_close(block(x), first)
+    assert not torch.allclose(first, second)
