@@ -314,3 +314,28 @@ def test_a_block_built_in_inference_mode_is_not_cached():
         block.alpha.mul_(-1)
         torch.testing.assert_close(block(x), first)
     assert not torch.allclose(first, second)
+
+
+def test_channel_mixing_gradients_match_the_complex_product():
+    """The mixing's own backward against autograd through a complex matmul (an independent
+    formulation: torch's complex arithmetic, no real block matrix) and torch.autograd.gradcheck."""
+    from dtfcli.models.dtf import SpectralChannelMixing, _ComplexMixing
+
+    torch.manual_seed(0)
+    c, n, length = 6, 3, 5
+    mixing = SpectralChannelMixing(c).double()
+    z = torch.randn(n, 2 * c, length, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(n, 2 * c, length, dtype=torch.float64)
+    mixing(z).backward(grad)
+    got_z, got_w = z.grad.clone(), mixing.complex_weight.grad.clone()
+
+    zc = torch.complex(*z.detach().unflatten(1, (2, c)).unbind(1)).requires_grad_()  # (N, C, L)
+    wc = torch.view_as_complex(mixing.complex_weight.detach().clone()).requires_grad_()
+    out = wc @ zc
+    # The real loss sum(grad * [Re; Im]) has these complex gradients (PyTorch's convention:
+    # the conjugate Wirtinger derivative, d/dRe + i d/dIm).
+    (out.real * grad[:, :c] + out.imag * grad[:, c:]).sum().backward()
+    torch.testing.assert_close(got_z, torch.cat([zc.grad.real, zc.grad.imag], 1))
+    torch.testing.assert_close(got_w, torch.view_as_real(wc.grad))
+    weight = mixing.complex_weight.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(_ComplexMixing.apply, (z.detach().requires_grad_(), weight))

