@@ -83,9 +83,14 @@ def test_dynamic_filter_is_a_per_location_convolution():
 
 
 @pytest.mark.parametrize("frames", [1, 2, 3, 4, 5])
-@pytest.mark.parametrize("variant", [
-    dict(), dict(aggregation=False, correlation=False), dict(dynamic=False, aggregation=False, correlation=False),
-])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(),
+        dict(aggregation=False, correlation=False),
+        dict(dynamic=False, aggregation=False, correlation=False),
+    ],
+)
 def test_a_fresh_block_is_the_identity(frames, variant):
     block = DTFBlock(32, frames, **variant)
     x = torch.randn(2, 32, frames, 5, 6)
