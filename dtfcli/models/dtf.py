@@ -40,7 +40,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from dtfcli import native
 from dtfcli.models.aggregation import FrameAggregation
@@ -174,15 +173,108 @@ class _ComplexMixing(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_z = torch.bmm(matrix.t().expand(z.shape[0], -1, -1), grad)
         if ctx.needs_input_grad[1]:
-            g = torch.mm(grad[0], z[0].t())
-            for n in range(1, z.shape[0]):
-                g.addmm_(grad[n], z[n].t())
-            c = matrix.shape[0] // 2
-            grad_weight = torch.stack((g[:c, :c] + g[c:, c:], g[c:, :c] - g[:c, c:]), -1)
+            grad_weight = _ComplexMixing.weight_grad(grad, z, matrix.shape[0] // 2)
         return grad_z, grad_weight
+
+    @staticmethod
+    def weight_grad(grad: Tensor, z: Tensor, channels: int) -> Tensor:
+        """The complex weight's gradient (C, C, 2) from the output's gradient and the input,
+        both (N, 2C, L)."""
+        g = torch.mm(grad[0], z[0].t())
+        for n in range(1, z.shape[0]):
+            g.addmm_(grad[n], z[n].t())
+        c = channels
+        return torch.stack((g[:c, :c] + g[c:, c:], g[c:, :c] - g[:c, c:]), -1)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"
+
+
+class _RecomputingBlock(torch.autograd.Function):
+    """`DTFBlock._forward_fp32` in training with ``recompute=True``: the forward keeps the
+    block's input and the mixing's output z for the backward pass, which recomputes the
+    memory-bound head (aggregation, spectrum, filter estimator, modulation) with a graph
+    and writes out the rest: the inverse transform, the norm (`native_batch_norm_backward`
+    with the saved batch statistics) and the complex mixing.
+
+    What it saves against recomputing the whole block (PyTorch's checkpoint): the second
+    mixing GEMM, the norm's forward and the inverse transform of each block, and the
+    autograd graph of those steps. What it costs: z, 1.5 times the block's input at T = 4
+    (2M / T). Saved tensors go through ``ctx.save_for_backward``, so saved-tensor hooks
+    such as ``torch.autograd.graph.save_on_cpu`` see them. Measured on DTF-Net R50 in
+    docs/benchmarks.md.
+
+    Inputs: the frames-major input, the block, and the tensors that get gradients (alpha,
+    bias, the mixing's complex weight, the filter estimator's weight or the fixed filter).
+    Outputs: the block's output and the batch mean and unbiased variance for the running
+    statistics (no gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, block: DTFBlock, alpha, bias, complex_weight, filter_weight):
+        f, spectrum, filt = block._prepare(x)
+        n, c, h, w = f.shape
+        t, bins = block.num_frames, num_bins(block.num_frames)
+        b = n // t
+        modulated = block._modulate(spectrum, filt).view(b * bins, 2 * c, h * w)
+        del spectrum, filt
+        z = block.mixing(modulated).view(b * bins * 2, c, h * w)
+        del modulated
+        normed, mean, invstd = torch.native_batch_norm(
+            z, alpha.to(f.dtype), None, None, None, True, 0.0, block.norm.eps
+        )
+        inverse_dft = _frames_major_transforms(t, f.dtype, f.device)[1]
+        out = torch.baddbmm(
+            f.view(b, t, c * h * w), inverse_dft.expand(b, t, 2 * bins), normed.view(b, 2 * bins, -1)
+        )
+        out = out.view(n, c, h, w).add_(bias.to(f.dtype).view(1, c, 1, 1))
+        ctx.block = block
+        ctx.save_for_backward(x, z, mean, invstd)
+        var = block._unbiased_var(invstd, z)
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor, _grad_mean, _grad_var):
+        x, z, mean, invstd = ctx.saved_tensors
+        block: DTFBlock = ctx.block
+        need_x, _, need_alpha, need_bias, need_mixing, need_filter = ctx.needs_input_grad
+        with _fp32_region(x.device.type):
+            dtype = z.dtype
+            grad_out = grad_out.to(dtype).contiguous()
+            n, c, h, w = grad_out.shape
+            t, bins = block.num_frames, num_bins(block.num_frames)
+            b = n // t
+            grad_bias = grad_out.sum((0, 2, 3)) if need_bias else None
+            # through the inverse transform: (2M, T) times (B, T, C*HW)
+            inverse_dft = _frames_major_transforms(t, dtype, z.device)[1]
+            grad_normed = torch.matmul(inverse_dft.t(), grad_out.view(b, t, c * h * w))
+            grad_z, grad_alpha, _ = torch.ops.aten.native_batch_norm_backward(
+                grad_normed.view_as(z), z, block.alpha.to(dtype), None, None, mean, invstd,
+                True, block.norm.eps, [True, need_alpha, False],
+            )  # fmt: skip
+            del z, grad_normed
+            with torch.enable_grad():
+                head_input = x.detach().requires_grad_(need_x)
+                _, spectrum, filt = block._prepare(head_input)
+                modulated = block._modulate(spectrum, filt).view(b * bins, 2 * c, h * w)
+            grad_z = grad_z.view(b * bins, 2 * c, h * w)
+            matrix = block.mixing.real_matrix().to(dtype)
+            grad_mixing = _ComplexMixing.weight_grad(grad_z, modulated.detach(), c) if need_mixing else None
+            grad_modulated = torch.bmm(matrix.t().expand(grad_z.shape[0], -1, -1), grad_z)
+            del grad_z
+            filter_weight = block.fixed_filter if block.filter_estimator is None else block.filter_estimator.weight
+            targets = [p for p, needed in ((head_input, need_x), (filter_weight, need_filter)) if needed]
+            grads = list(torch.autograd.grad(modulated, targets, grad_modulated, allow_unused=True)) if targets else []
+            grad_x = grad_filter = None
+            if need_x:
+                grad_x = grads.pop(0)
+                grad_x = grad_out if grad_x is None else grad_x.add_(grad_out)  # the residual
+                grad_x = grad_x.to(x.dtype)
+            if need_filter:
+                grad_filter = grads.pop(0)
+        return grad_x, None, grad_alpha, grad_bias, grad_mixing, grad_filter
 
 
 class DTFBlock(nn.Module):
@@ -359,9 +451,14 @@ class DTFBlock(nn.Module):
         frames = x.transpose(1, 2).flatten(0, 1) if five_d else x  # frames-major (B*T, C, H, W)
         with _fp32_region(x.device.type):
             if self.recompute and self.training and torch.is_grad_enabled():
-                # Keep only the input for the backward pass and recompute the block there:
-                # the spectra it would otherwise save are several times the input's size.
-                out, stats = checkpoint(self._forward_fp32, frames, use_reentrant=False, preserve_rng_state=False)
+                # Keep the input and the mixing's output for the backward pass and recompute
+                # the rest there: the spectra it would otherwise save are several times the
+                # input's size (see `_RecomputingBlock`).
+                filter_weight = self.fixed_filter if self.filter_estimator is None else self.filter_estimator.weight
+                out, mean, var = _RecomputingBlock.apply(
+                    frames, self, self.alpha, self.bias, self.mixing.complex_weight, filter_weight
+                )
+                stats = (mean, var)
             elif self._folds_inference():
                 out, stats = self._inference_fp32(frames), None
             else:
@@ -469,11 +566,14 @@ class DTFBlock(nn.Module):
             # The kernel returns the batch mean and 1/sqrt(biased var + eps) it normalised
             # with: the running statistics come from those, without a second pass over z.
             out, mean, invstd = torch.native_batch_norm(z, scale, None, None, None, True, 0.0, norm.eps)
-            with torch.no_grad():
-                n = z.numel() // z.shape[1]
-                var = (invstd.double().pow(-2) - norm.eps) * (n / max(n - 1, 1))
-            return out, (mean.detach(), var.to(z.dtype))
+            return out, (mean.detach(), self._unbiased_var(invstd.detach(), z))
         return F.batch_norm(z, norm.running_mean, norm.running_var, scale, training=False, eps=norm.eps), None
+
+    def _unbiased_var(self, invstd: Tensor, z: Tensor) -> Tensor:
+        """The unbiased batch variance (what the running variance tracks) from the kernel's
+        1/sqrt(biased var + eps) over z (N, C, L)."""
+        n = z.numel() // z.shape[1]
+        return ((invstd.double().pow(-2) - self.norm.eps) * (n / max(n - 1, 1))).to(z.dtype)
 
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, var: Tensor) -> None:
