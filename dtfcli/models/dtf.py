@@ -224,9 +224,7 @@ class _RecomputingBlock(torch.autograd.Function):
             z, alpha.to(f.dtype), None, None, None, True, 0.0, block.norm.eps
         )
         inverse_dft = _frames_major_transforms(t, f.dtype, f.device)[1]
-        out = torch.baddbmm(
-            f.view(b, t, c * h * w), inverse_dft.expand(b, t, 2 * bins), normed.view(b, 2 * bins, -1)
-        )
+        out = torch.baddbmm(f.view(b, t, c * h * w), inverse_dft.expand(b, t, 2 * bins), normed.view(b, 2 * bins, -1))
         out = out.view(n, c, h, w).add_(bias.to(f.dtype).view(1, c, 1, 1))
         ctx.block = block
         ctx.save_for_backward(x, z, mean, invstd)
