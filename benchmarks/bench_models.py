@@ -1,8 +1,9 @@
 """Full-size model comparisons: DTF-Net R50 vs C2D / TSM / R(2+1)D, DTF-Transformer Swin-B vs
 2D Swin-B and torchvision's swin3d_b at 16 frames inside, and the tiny variants.
 
-Every setup of the device is run: float32 on a CPU; on a GPU bfloat16 with channels-last,
-torch.compile off and on. Writes a JSON report and a markdown table beside it.
+Every setup of the device is run: float32 on a CPU (and float32 channels-last with
+--channels-last); on a GPU bfloat16 with channels-last, torch.compile off and on. Writes a
+JSON report and a markdown table beside it.
 
     python benchmarks/bench_models.py --device cpu --batch 1 --out benchmarks/results/models-cpu.json
     python benchmarks/bench_models.py --device cuda --batch 1,8 --iters 10
@@ -30,6 +31,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--only", help="keep the comparisons whose group contains this, e.g. R50 or Swin-B")
     parser.add_argument("--no-compile", action="store_true", help="GPU: skip the torch.compile setup")
+    parser.add_argument(
+        "--channels-last", action="store_true", help="CPU: also run float32 channels-last (a second setup)"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/models.json"))
     args = parser.parse_args()
 
@@ -40,7 +44,7 @@ def main() -> None:
     if device.type == "cuda":
         setups = [(True, True, False)] + ([] if args.no_compile else [(True, True, True)])
     else:
-        setups = [(False, False, False)]
+        setups = [(False, False, False)] + ([(False, True, False)] if args.channels_last else [])
     report: dict = {"rows": []}
     for i, (amp, channels_last, compile_) in enumerate(setups):
         run_suites = [s for s in suites if s != "flops" or i == 0]

@@ -236,3 +236,47 @@ def test_swin_hidden_gelu_works_in_place_only_without_autograd():
     torch.testing.assert_close(leaf.grad, torch.func.grad(lambda t: nn.functional.gelu(t).sum())(x))
     block_mlps = [m.mlp for m in create_model("dtf_swin_tiny").modules() if hasattr(m, "mlp")]
     assert block_mlps and all(isinstance(mlp[1], HiddenGELU) for mlp in block_mlps)
+
+
+RESNET_TINY = [n for n in TINY if isinstance(create_model(n), DTFNet)]
+
+
+@pytest.mark.parametrize("name", RESNET_TINY)
+def test_a_channels_last_clip_runs_every_convolution_channels_last(name):
+    """What `dtf benchmark --channels-last` and GPU users ask for: a channels_last_3d clip
+    gives the same logits and gradients, and every 2D convolution of the network reads and
+    writes channels-last (each temporal module hands its layout back)."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3, dropout=0.0).train()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (DTFBlock, DynamicTemporalConv)):
+                m.alpha.normal_()
+    x = torch.randn(2, 3, model.config["num_frames"], 32, 32)
+    layouts = []
+    hooks = [
+        m.register_forward_hook(
+            lambda m, i, o: layouts.append(
+                (i[0].dim() == 5 or i[0].is_contiguous(memory_format=torch.channels_last))
+                and o.is_contiguous(memory_format=torch.channels_last)
+            )
+        )
+        for m in model.modules()
+        if type(m).__name__ == "FrameConv"
+    ]
+    results = []
+    for clip in (x, x.contiguous(memory_format=torch.channels_last_3d)):
+        layouts.clear()
+        model.zero_grad()
+        logits = model(clip)
+        logits.square().sum().backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()], list(layouts)))
+    for h in hooks:
+        h.remove()
+    (ref, ref_grads, _), (got, got_grads, cl_layouts) = results
+    assert all(cl_layouts) and len(cl_layouts) > 10
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+    # Another summation order: compared on the scale of all gradients together (some, like
+    # a bias right before a training-mode norm, are zero up to rounding).
+    got_all, ref_all = torch.cat([g.flatten() for g in got_grads]), torch.cat([r.flatten() for r in ref_grads])
+    torch.testing.assert_close(got_all, ref_all, rtol=1e-3, atol=1e-4 * ref_all.abs().max().item())

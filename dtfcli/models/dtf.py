@@ -464,6 +464,10 @@ class DTFBlock(nn.Module):
         if stats is not None:
             self._update_running_stats(*stats)
         out = out.to(x.dtype)
+        if not five_d and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            # The block computes on (B, T, C, H*W) rows; a channels-last network gets its
+            # layout back, so that the convolutions around the block stay channels-last.
+            out = out.contiguous(memory_format=torch.channels_last)
         if five_d:
             b, c, t, h, w = x.shape
             out = out.view(b, t, c, h, w).transpose(1, 2)

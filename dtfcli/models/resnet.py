@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -40,7 +41,8 @@ class FrameConv(nn.Conv3d):
 
     Input: a frames-major (B*T, C, H, W) tensor (kt must be 1), or a (B, C, T, H, W) clip
     (the stem), whose groups of kt frames become (C, kt) channels. Output: frames-major
-    (B*T/kt, C_out, H', W').
+    (B*T/kt, C_out, H', W'), channels-last when the clip is (``channels_last_3d``), so that
+    the whole network then runs its convolutions channels-last (NHWC kernels on GPUs).
     """
 
     def __init__(self, cin: int, cout: int, k: int, stride: int = 1, kt: int = 1):
@@ -53,7 +55,12 @@ class FrameConv(nn.Conv3d):
             b, c, t, h, w = x.shape
             if t % kt:
                 raise ValueError(f"{t} frames do not divide into groups of {kt} (the temporal stride)")
-            x = x.view(b, c, t // kt, kt, h, w).transpose(1, 2).reshape(b * (t // kt), c * kt, h, w)
+            groups = x.view(b, c, t // kt, kt, h, w)
+            if x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+                # (B*T', H, W, C*kt) in memory: the regrouped frames in channels-last, one copy
+                x = groups.permute(0, 2, 4, 5, 1, 3).reshape(b * (t // kt), h, w, c * kt).permute(0, 3, 1, 2)
+            else:
+                x = groups.transpose(1, 2).reshape(b * (t // kt), c * kt, h, w)
         elif kt != 1:
             raise ValueError(f"a conv covering {kt} frames needs a (B, C, T, H, W) clip, got {tuple(x.shape)}")
         return F.conv2d(x, weight, None, self.stride[1:], self.padding[1:])

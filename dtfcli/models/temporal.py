@@ -124,7 +124,7 @@ class TemporalShift(nn.Module):
         c = x.shape[1]
         fold = c // self.fold_div
         if x.dim() == 4:  # frames-major: time is the second axis of the clip view
-            out = x.new_zeros(x.shape)
+            out = torch.zeros_like(x)  # in x's memory format (channels-last stays so)
             src, dst = _clip_view(x, self.num_frames), _clip_view(out, self.num_frames)
             dst[:, :-1, :fold] = src[:, 1:, :fold]
             dst[:, 1:, fold : 2 * fold] = src[:, :-1, fold : 2 * fold]
