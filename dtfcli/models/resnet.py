@@ -187,7 +187,10 @@ class DTFNet(nn.Module):
         for i, (n_blocks, planes) in enumerate(zip(layers, widths, strict=True), start=1):
             settings = _TemporalSettings(
                 temporal if i in temporal_stages else "none",
-                self.frames_inside, kernel_size, filter_groups, tsm_fold_div,
+                self.frames_inside,
+                kernel_size,
+                filter_groups,
+                tsm_fold_div,
             )
             stride = 1 if i == 1 else 2
             blocks = []

@@ -57,9 +57,7 @@ class TemporalConv(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 3, num_frames: int | None = None):
         super().__init__()
         self.num_frames = num_frames
-        self.conv = nn.Conv3d(
-            channels, channels, (kernel_size, 1, 1), padding=(kernel_size // 2, 0, 0), bias=False
-        )
+        self.conv = nn.Conv3d(channels, channels, (kernel_size, 1, 1), padding=(kernel_size // 2, 0, 0), bias=False)
         nn.init.zeros_(self.conv.weight)
 
     def forward(self, x: Tensor) -> Tensor:
