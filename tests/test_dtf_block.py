@@ -380,3 +380,18 @@ def test_recomputing_block_trains_under_autocast_and_keeps_the_input_dtype():
     block(reference).bfloat16().float().square().sum().backward()
     torch.testing.assert_close(x.grad.float(), reference.grad, rtol=2e-2, atol=2e-2)
     torch.testing.assert_close(alpha_grad, block.alpha.grad, rtol=2e-2, atol=2e-2)
+
+
+def test_the_real_mixing_matrix_is_the_complex_product():
+    """[[Wr, -Wi], [Wi, Wr]] times [Re z; Im z] is W z, with and without autograd."""
+    from dtfcli.models.dtf import SpectralChannelMixing
+
+    mixing = SpectralChannelMixing(5).double()
+    z = torch.randn(5, 3, dtype=torch.complex128)
+    expected = torch.view_as_complex(mixing.complex_weight.detach().contiguous()) @ z
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            matrix = mixing.real_matrix()
+        assert matrix.requires_grad == grad
+        out = matrix.detach() @ torch.cat([z.real, z.imag])
+        torch.testing.assert_close(torch.complex(out[:5], out[5:]), expected)
