@@ -4,6 +4,7 @@ decoder reading the same frames raw. Used by `dtf benchmark --suite decode` and
 
 from __future__ import annotations
 
+from collections.abc import Collection
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -54,9 +55,17 @@ def correct_share(frames, indices, reference) -> float:
     return float(np.mean(ok))
 
 
-def bench_file(path: Path, clip_len: int = 16, interval: int = 4, repeat: int = 3) -> list[tuple]:
+def bench_file(
+    path: Path,
+    clip_len: int = 16,
+    interval: int = 4,
+    repeat: int = 3,
+    only: Collection[str] | None = None,
+    warmup: int = 0,
+) -> list[tuple]:
     """Per method: (name, best wall s, best CPU s, frames decoded or None, frames returned,
-    share of returned frames equal to the reference)."""
+    share of returned frames equal to the reference). ``only``: the methods to run (all by
+    default); ``warmup``: untimed rounds first."""
     reference = reference_frames(path)
     n = len(reference)
     views = sample_test_views(n, clip_len=clip_len, frame_interval=interval, num_clips=10, num_crops=3)
@@ -121,12 +130,20 @@ def bench_file(path: Path, clip_len: int = 16, interval: int = 4, repeat: int = 
     methods["raw pyav sequential"] = lambda: raw_pyav(True)
     methods["raw pyav to_ndarray"] = lambda: raw_pyav(False)
 
+    if only is not None:
+        methods = {name: fn for name, fn in methods.items() if name in only}
     # Round-robin repeats (best of N per method) so a busy machine slows all methods alike.
     # CPU time (all threads of this process) is reported too: on a shared machine wall time
     # also measures the neighbours.
     best = {name: float("inf") for name in methods}
     best_cpu = dict(best)
     results: dict = {}
+    for _ in range(warmup):
+        for fn in methods.values():
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - the timed rounds report it
+                pass
     for _ in range(repeat):
         for name, fn in methods.items():
             start, start_cpu = time.perf_counter(), time.process_time()
