@@ -4,8 +4,8 @@ decoder reading the same frames raw. Used by `dtf benchmark --suite decode` and
 
 from __future__ import annotations
 
-from collections.abc import Collection
 import time
+from collections.abc import Collection
 from fractions import Fraction
 from pathlib import Path
 
