@@ -131,20 +131,20 @@ def test_from_the_identity_start_alpha_moves_first_then_everything():
     "variant",
     [dict(), dict(correlation=False), dict(aggregation=False, correlation=False), dict(dynamic=False)],
 )
-@pytest.mark.parametrize("frames_major", [False, True])
-def test_recomputation_gives_the_same_gradients_and_updates_statistics_once(variant, frames_major):
+@pytest.mark.parametrize("frames_major,frames", [(False, 4), (True, 4), (True, 1), (True, 3)])
+def test_recomputation_gives_the_same_gradients_and_updates_statistics_once(variant, frames_major, frames):
     """The hand-written backward of the recomputing block against autograd through the
     plain forward, in float64, for the input and every parameter."""
     torch.manual_seed(1)
-    a = DTFBlock(16, 4, filter_groups=4, recompute=True, **variant).double().train()
-    b = DTFBlock(16, 4, filter_groups=4, recompute=False, **variant).double().train()
+    a = DTFBlock(16, frames, filter_groups=4, recompute=True, **variant).double().train()
+    b = DTFBlock(16, frames, filter_groups=4, recompute=False, **variant).double().train()
     with torch.no_grad():
         for p in a.parameters():
             p.normal_()
     b.load_state_dict(a.state_dict())
-    x = torch.randn(2, 16, 4, 4, 5, dtype=torch.float64)
+    x = torch.randn(2, 16, frames, 4, 5, dtype=torch.float64)
     if frames_major:
-        x = x.transpose(1, 2).reshape(8, 16, 4, 5)
+        x = x.transpose(1, 2).reshape(2 * frames, 16, 4, 5)
     target = torch.randn_like(x)
     grads = []
     for blk in (a, b):
