@@ -41,7 +41,7 @@ class FrameConv(nn.Conv3d):
 
     Input: a frames-major (B*T, C, H, W) tensor (kt must be 1), or a (B, C, T, H, W) clip
     (the stem), whose groups of kt frames become (C, kt) channels. Output: frames-major
-    (B*T/kt, C_out, H', W'), channels-last when the clip is (``channels_last_3d``), so that
+    (B*T/kt, C_out, H', W'), channels-last when the clip is ``channels_last_3d``, so that
     the whole network then runs its convolutions channels-last (NHWC kernels on GPUs).
     """
 
