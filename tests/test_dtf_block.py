@@ -378,8 +378,10 @@ def test_recomputing_block_trains_under_autocast_and_keeps_the_input_dtype():
     block.zero_grad()
     reference = x.detach().float().requires_grad_()
     block(reference).bfloat16().float().square().sum().backward()
-    torch.testing.assert_close(x.grad.float(), reference.grad, rtol=2e-2, atol=2e-2)
-    torch.testing.assert_close(alpha_grad, block.alpha.grad, rtol=2e-2, atol=2e-2)
+    # bfloat16 keeps 8 bits: compared as the relative error of the whole gradient (it is
+    # about 0.3%; elementwise, small entries next to large ones differ by more)
+    for got, want in ((x.grad.float(), reference.grad), (alpha_grad, block.alpha.grad)):
+        assert (got - want).norm() / want.norm() < 1e-2
 
 
 def test_the_real_mixing_matrix_is_the_complex_product():
@@ -395,3 +397,21 @@ def test_the_real_mixing_matrix_is_the_complex_product():
         assert matrix.requires_grad == grad
         out = matrix.detach() @ torch.cat([z.real, z.imag])
         torch.testing.assert_close(torch.complex(out[:5], out[5:]), expected)
+
+
+def test_under_autocast_the_block_saves_its_tensors_in_the_features_precision():
+    """bfloat16 features: the block keeps its input and the normalised mixing output, both
+    bfloat16, (1 + 2M/T) times the input's bytes; float32 copies would be three times more."""
+    block = DTFBlock(32, 4, filter_groups=4).train()
+    x = torch.randn(8, 32, 6, 6).bfloat16().requires_grad_()
+    storages = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        storages[s.data_ptr()] = max(storages.get(s.data_ptr(), 0), s.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
+        block(x)
+    input_bytes = x.numel() * x.element_size()
+    assert sum(storages.values()) <= input_bytes * (1 + 2 * 3 / 4) * 1.01 + 1024  # + the per-channel 1/std

@@ -192,16 +192,18 @@ class _ComplexMixing(torch.autograd.Function):
 
 class _RecomputingBlock(torch.autograd.Function):
     """`DTFBlock._forward_fp32` in training with ``recompute=True``: the forward keeps the
-    block's input and the mixing's output z for the backward pass, which recomputes the
-    memory-bound head (aggregation, spectrum, filter estimator, modulation) with a graph
-    and writes out the rest: the inverse transform, the norm (`native_batch_norm_backward`
-    with the saved batch statistics) and the complex mixing.
+    block's input and the normalised mixing output (z after the norm, before alpha) for the
+    backward pass, which recomputes the memory-bound head (aggregation, spectrum, filter
+    estimator, modulation) with a graph and writes out the rest: the inverse transform, the
+    norm (`native_batch_norm_backward` from the normalised values and 1/std) and the complex
+    mixing.
 
     What it saves against recomputing the whole block (PyTorch's checkpoint): the second
     mixing GEMM, the norm's forward and the inverse transform of each block, and the
-    autograd graph of those steps. What it costs: z, 1.5 times the block's input at T = 4
-    (2M / T). Saved tensors go through ``ctx.save_for_backward``, so saved-tensor hooks
-    such as ``torch.autograd.graph.save_on_cpu`` see them. Measured on DTF-Net R50 in
+    autograd graph of those steps. What it costs: the normalised z, 1.5 times the block's
+    input at T = 4 (2M / T), kept in the features' precision (bfloat16 under autocast).
+    Saved tensors go through ``ctx.save_for_backward``, so saved-tensor hooks such as
+    ``torch.autograd.graph.save_on_cpu`` see them. Measured on DTF-Net R50 in
     docs/benchmarks.md.
 
     Inputs: the frames-major input, the block, and the tensors that get gradients (alpha,
@@ -220,39 +222,49 @@ class _RecomputingBlock(torch.autograd.Function):
         del spectrum, filt
         z = block.mixing(modulated).view(b * bins * 2, c, h * w)
         del modulated
-        normed, mean, invstd = torch.native_batch_norm(
-            z, alpha.to(f.dtype), None, None, None, True, 0.0, block.norm.eps
-        )
+        # The normalised z without alpha: what the norm's backward needs, with values of
+        # order one, so it can be kept in the features' precision (under bfloat16 autocast a
+        # float32 copy would be three times the input's bytes; z itself would lose its
+        # small deviations from a large mean).
+        xhat, mean, invstd = torch.native_batch_norm(z, None, None, None, None, True, 0.0, block.norm.eps)
+        var = block._unbiased_var(invstd, z)
+        del z
+        normed = xhat * alpha.to(f.dtype).view(1, c, 1)
         inverse_dft = _frames_major_transforms(t, f.dtype, f.device)[1]
         out = torch.baddbmm(f.view(b, t, c * h * w), inverse_dft.expand(b, t, 2 * bins), normed.view(b, 2 * bins, -1))
+        del normed
         out = out.view(n, c, h, w).add_(bias.to(f.dtype).view(1, c, 1, 1))
         ctx.block = block
-        ctx.save_for_backward(x, z, mean, invstd)
-        var = block._unbiased_var(invstd, z)
+        low_precision = x.dtype in (torch.float16, torch.bfloat16)
+        ctx.save_for_backward(x, xhat.to(x.dtype) if low_precision else xhat, invstd)
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor, _grad_mean, _grad_var):
-        x, z, mean, invstd = ctx.saved_tensors
+        x, xhat, invstd = ctx.saved_tensors
         block: DTFBlock = ctx.block
         need_x, _, need_alpha, need_bias, need_mixing, need_filter = ctx.needs_input_grad
         with _fp32_region(x.device.type):
-            dtype = z.dtype
+            dtype = invstd.dtype
+            xhat = xhat.to(dtype)
             grad_out = grad_out.to(dtype).contiguous()
             n, c, h, w = grad_out.shape
             t, bins = block.num_frames, num_bins(block.num_frames)
             b = n // t
             grad_bias = grad_out.sum((0, 2, 3)) if need_bias else None
             # through the inverse transform: (2M, T) times (B, T, C*HW)
-            inverse_dft = _frames_major_transforms(t, dtype, z.device)[1]
+            inverse_dft = _frames_major_transforms(t, dtype, xhat.device)[1]
             grad_normed = torch.matmul(inverse_dft.t(), grad_out.view(b, t, c * h * w))
+            # The norm's backward from the normalised values: with mean 0 and 1/std 1 the
+            # kernel treats xhat as its own normalisation, and the true 1/std goes into the
+            # weight (d/dz = alpha/std (g - mean(g) - xhat mean(g xhat)); d/dalpha = sum g xhat).
             grad_z, grad_alpha, _ = torch.ops.aten.native_batch_norm_backward(
-                grad_normed.view_as(z), z, block.alpha.to(dtype), None, None, mean, invstd,
-                True, block.norm.eps, [True, need_alpha, False],
+                grad_normed.view_as(xhat), xhat, block.alpha.to(dtype) * invstd, None, None,
+                torch.zeros_like(invstd), torch.ones_like(invstd), True, 0.0, [True, need_alpha, False],
             )  # fmt: skip
-            del z, grad_normed
+            del xhat, grad_normed
             with torch.enable_grad():
                 head_input = x.detach().requires_grad_(need_x)
                 _, spectrum, filt = block._prepare(head_input)
@@ -282,7 +294,7 @@ class DTFBlock(nn.Module):
         channels: C.
         num_frames: T, the temporal length inside the network (the filter estimator is a
             linear map over (C + k^2) x T values, so T is fixed at construction).
-        recompute: in training, keep only the input and the mixing's output for the
+        recompute: in training, keep only the input and the normalised mixing output for the
             backward pass and recompute the rest of the block there (2.5x the input saved
             at T = 4 instead of about 11x, for a little more compute).
         kernel_size: k of the frame-wise aggregation window (paper: 3).
@@ -450,9 +462,9 @@ class DTFBlock(nn.Module):
         frames = x.transpose(1, 2).flatten(0, 1) if five_d else x  # frames-major (B*T, C, H, W)
         with _fp32_region(x.device.type):
             if self.recompute and self.training and torch.is_grad_enabled():
-                # Keep the input and the mixing's output for the backward pass and recompute
-                # the rest there: the spectra it would otherwise save are several times the
-                # input's size (see `_RecomputingBlock`).
+                # Keep the input and the normalised mixing output for the backward pass and
+                # recompute the rest there: the spectra it would otherwise save are several
+                # times the input's size (see `_RecomputingBlock`).
                 filter_weight = self.fixed_filter if self.filter_estimator is None else self.filter_estimator.weight
                 out, mean, var = _RecomputingBlock.apply(
                     frames, self, self.alpha, self.bias, self.mixing.complex_weight, filter_weight
