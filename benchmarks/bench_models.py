@@ -2,8 +2,8 @@
 2D Swin-B and torchvision's swin3d_b at 16 frames inside, and the tiny variants.
 
 Every setup of the device is run: float32 on a CPU (and float32 channels-last with
---channels-last); on a GPU bfloat16 with channels-last, torch.compile off and on. Writes a
-JSON report and a markdown table beside it.
+--channels-last, bfloat16 autocast with channels-last with --bf16); on a GPU bfloat16 with
+channels-last, torch.compile off and on. Writes a JSON report and a markdown table beside it.
 
     python benchmarks/bench_models.py --device cpu --batch 1 --out benchmarks/results/models-cpu.json
     python benchmarks/bench_models.py --device cuda --batch 1,8 --iters 10
@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument(
         "--channels-last", action="store_true", help="CPU: also run float32 channels-last (a second setup)"
     )
+    parser.add_argument(
+        "--bf16", action="store_true", help="CPU: also run bfloat16 autocast with channels-last (CPUs with AMX)"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/models.json"))
     args = parser.parse_args()
 
@@ -45,6 +48,7 @@ def main() -> None:
         setups = [(True, True, False)] + ([] if args.no_compile else [(True, True, True)])
     else:
         setups = [(False, False, False)] + ([(False, True, False)] if args.channels_last else [])
+        setups += [(True, True, False)] if args.bf16 else []
     report: dict = {"rows": []}
     for i, (amp, channels_last, compile_) in enumerate(setups):
         run_suites = [s for s in suites if s != "flops" or i == 0]
