@@ -274,8 +274,7 @@ class _RecomputingBlock(torch.autograd.Function):
             grad_mixing = _ComplexMixing.weight_grad(grad_z, modulated.detach(), c) if need_mixing else None
             grad_modulated = torch.bmm(matrix.t().expand(grad_z.shape[0], -1, -1), grad_z)
             del grad_z
-            filter_weight = block.fixed_filter if block.filter_estimator is None else block.filter_estimator.weight
-            targets = [p for p, needed in ((head_input, need_x), (filter_weight, need_filter)) if needed]
+            targets = [p for p, needed in ((head_input, need_x), (block.filter_weight, need_filter)) if needed]
             grads = list(torch.autograd.grad(modulated, targets, grad_modulated, allow_unused=True)) if targets else []
             grad_x = grad_filter = None
             if need_x:
@@ -380,6 +379,11 @@ class DTFBlock(nn.Module):
             return x.shape[0], x.shape[1], t, x.shape[3] * x.shape[4]
         return x.shape[0] // t, x.shape[1], t, x.shape[2] * x.shape[3]
 
+    @property
+    def filter_weight(self) -> Tensor:
+        """The learnt filter parameters: the estimator's weight, or the fixed filter (DTF_F)."""
+        return self.fixed_filter if self.filter_estimator is None else self.filter_estimator.weight
+
     def _folds_inference(self) -> bool:
         """Inference with fixed norm statistics: the linear tail is folded (see the module doc)."""
         return not self.training and self.norm.track_running_stats
@@ -434,7 +438,7 @@ class DTFBlock(nn.Module):
             return build()
         norm = self.norm
         tensors = [self.alpha, self.bias, self.mixing.complex_weight, norm.running_mean, norm.running_var]
-        tensors.append(self.fixed_filter if self.filter_estimator is None else self.filter_estimator.weight)
+        tensors.append(self.filter_weight)
         tensors = [p for p in tensors if p is not None]
         if any(p.is_inference() for p in tensors):
             return build()
@@ -465,9 +469,8 @@ class DTFBlock(nn.Module):
                 # Keep the input and the normalised mixing output for the backward pass and
                 # recompute the rest there: the spectra it would otherwise save are several
                 # times the input's size (see `_RecomputingBlock`).
-                filter_weight = self.fixed_filter if self.filter_estimator is None else self.filter_estimator.weight
                 out, mean, var = _RecomputingBlock.apply(
-                    frames, self, self.alpha, self.bias, self.mixing.complex_weight, filter_weight
+                    frames, self, self.alpha, self.bias, self.mixing.complex_weight, self.filter_weight
                 )
                 stats = (mean, var)
             elif self._folds_inference():
@@ -575,7 +578,7 @@ class DTFBlock(nn.Module):
     def _normalise(self, z: Tensor, scale: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
         """The norm (no affine of its own) times a per-channel scale, over (N, C, L). In
         training, batch statistics; the running statistics are updated by the caller, once
-        per forward even when the block is recomputed in the backward pass."""
+        per forward (`_RecomputingBlock` computes its own, for ``recompute=True``)."""
         norm = self.norm
         if self.training or not norm.track_running_stats:
             # The kernel returns the batch mean and 1/sqrt(biased var + eps) it normalised
