@@ -186,6 +186,59 @@ def test_modulation_kernel_is_the_complex_product_and_its_gradient():
         torch.testing.assert_close(native.modulate(spec, filt), out)
 
 
+@needs_kernel
+def test_bfloat16_modulation_kernel_is_the_float32_kernel_rounded_once():
+    """bfloat16 in and out, float32 inside: the float32 kernel's results on the same values
+    rounded to bfloat16, for the product and both gradients (the filter's summed over the
+    group in float32), NaN and infinities included."""
+    b, m, cg, g, length = 2, 3, 4, 5, 37
+    spec = torch.randn(b, m, 2, cg, g, length).bfloat16()
+    filt = (torch.randn(b, cg, 2, m, length) * 3).bfloat16()
+    grad = torch.randn(b, m, 2, cg, g, length).bfloat16()
+    spec[0, 0, 0, 0, 0, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    out = native.modulate(spec, filt)
+    assert out.dtype == torch.bfloat16
+    want = native.modulate(spec.float(), filt.float()).bfloat16()
+    torch.testing.assert_close(out, want, rtol=0, atol=0, equal_nan=True)
+    got = native.modulate_backward(spec, filt, grad, True, True)
+    want = native.modulate_backward(spec.float(), filt.float(), grad.float(), True, True)
+    for a, w in zip(got, want, strict=True):
+        assert a.dtype == torch.bfloat16
+        torch.testing.assert_close(a, w.bfloat16(), rtol=0, atol=0, equal_nan=True)
+    # and against complex arithmetic on the bfloat16 values (finite entries)
+    spec[0, 0, 0, 0, 0, :3] = 0
+    sc = torch.complex(spec[:, :, 0].double(), spec[:, :, 1].double())
+    fc = torch.complex(filt[:, :, 0].double(), filt[:, :, 1].double()).permute(0, 2, 1, 3).unsqueeze(3)
+    ref = sc * fc
+    out = native.modulate(spec, filt).double()
+    torch.testing.assert_close(out, torch.stack((ref.real, ref.imag), 2), rtol=1e-2, atol=1e-2)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_aggregation_kernel_takes_half_features(dtype):
+    """Under autocast the block's features are bfloat16 (float16): the kernel converts them,
+    and Y, the scores and the input gradient come back in that dtype, equal to the reference
+    on the same values within its precision."""
+    x = torch.randn(2, 8, 4, 6, 7).to(dtype)
+    frames = x.transpose(1, 2).contiguous()
+    y, corr, weights = native.frame_aggregation(frames, 3, True, need_weights=True)
+    assert y.dtype == corr.dtype == dtype and weights.dtype == torch.float32
+    y_ref, corr_ref = brute_force_aggregation(x.double(), 3)
+    torch.testing.assert_close(corr.transpose(1, 2).double(), corr_ref, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(y.transpose(1, 2).double(), y_ref, rtol=1e-2, atol=2e-2)
+
+    leaf = frames.double().requires_grad_()
+    y64, corr64 = frame_aggregation(leaf.transpose(1, 2))
+    grad_y, grad_corr = torch.randn_like(y64), torch.randn_like(corr64)
+    torch.autograd.backward((y64, corr64), (grad_y, grad_corr))
+    grad_x = native.frame_aggregation_backward(
+        frames, weights, grad_y.transpose(1, 2).to(dtype), grad_corr.transpose(1, 2).to(dtype), 3, True
+    )
+    assert grad_x.dtype == dtype
+    assert (grad_x.double() - leaf.grad).norm() / leaf.grad.norm() < 1e-2
+
+
 def test_inputs_the_kernel_does_not_take_use_tensor_operations():
     x = torch.randn(1, 3, 4, 5, 5, dtype=torch.float64)
     assert native.frame_aggregation(x, 3, True, need_weights=False) is None

@@ -12,10 +12,18 @@ Input F: (B, C, T, H, W). With M = T // 2 + 1 frequency bins:
    zero, so that a new block is the identity.
 6. f' = inverse rFFT (n = T, orthonormal); output = F + f' + bias    (eq. 5; residual on F)
 
-The spectral path (2-6) runs in float32 even under autocast. The transforms along time are
-real DFTs computed as two small matmuls (T is 1-16 inside these networks, where a matmul
-beats a strided FFT call); they equal `torch.fft.rfft/irfft(norm="ortho")` to float
-precision (tests). Everything stays in real arithmetic.
+The transforms along time are real DFTs computed as two small matmuls (T is 1-16 inside
+these networks, where a matmul beats a strided FFT call); they equal
+`torch.fft.rfft/irfft(norm="ortho")` to float precision (tests). Everything stays in real
+arithmetic.
+
+Precision: float32 (float64 for float64 input). Under autocast the block computes in
+autocast's dtype (bfloat16 or float16): its matmuls (transforms, filter estimator, channel
+mixing) then run on the tensor cores / AMX with float32 accumulation, like the convolutions
+around it, and the norm keeps float32 statistics. The released code's FFTs ran in float32
+(cuFFT has no bfloat16), which would leave the block's GEMMs, the mixing above all, on a
+GPU's float32 units at a fraction of the convolutions' speed; ``float32_spectrum=True``
+restores that behaviour.
 
 Layout: the block works on frames-major tensors, (B*T, C, H, W) with the T frames of a clip
 consecutive, which is how the backbones carry their features (every spatial layer is a 2D
@@ -45,13 +53,27 @@ from dtfcli import native
 from dtfcli.models.aggregation import FrameAggregation
 
 
-def _fp32_region(device_type: str):
-    """Autocast off (the FFTs need float32); a no-op where autocast does not exist (meta)."""
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """Autocast's dtype while it is on for this device type, else None (also where autocast
+    does not exist, e.g. meta)."""
     try:
         on = torch.is_autocast_enabled(device_type)
     except (RuntimeError, TypeError):
-        on = False
-    return torch.autocast(device_type=device_type, enabled=False) if on else contextlib.nullcontext()
+        return None
+    return torch.get_autocast_dtype(device_type) if on else None
+
+
+def _autocast_off(device_type: str):
+    """Autocast off: the block casts for itself (`DTFBlock.compute_dtype`)."""
+    if _autocast_dtype(device_type) is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, enabled=False)
+
+
+def _statistics_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the norm's statistics and of what is derived from the weights: float32,
+    or float64 for a float64 block."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def num_bins(num_frames: int) -> int:
@@ -138,12 +160,13 @@ class SpectralChannelMixing(nn.Module):
         return torch.cat([torch.cat([wr, -wi], 1), torch.cat([wi, wr], 1)], 0)
 
     def forward(self, z: Tensor) -> Tensor:
-        """z: (N, 2C, L), rows [real parts of the C channels; imaginary parts]."""
+        """z: (N, 2C, L), rows [real parts of the C channels; imaginary parts]; the matmul
+        runs in z's dtype."""
         if torch.is_grad_enabled() and (z.requires_grad or self.complex_weight.requires_grad):
             return _ComplexMixing.apply(z, self.complex_weight)
         # A batched matmul with the matrix broadcast (expand: no copy); torch.matmul of a
         # matrix by a 3-D tensor would fold z's transpose into one GEMM and copy it.
-        return torch.bmm(self.real_matrix().expand(z.shape[0], -1, -1), z)
+        return torch.bmm(self.real_matrix().to(z.dtype).expand(z.shape[0], -1, -1), z)
 
 
 class _ComplexMixing(torch.autograd.Function):
@@ -161,9 +184,10 @@ class _ComplexMixing(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z: Tensor, complex_weight: Tensor) -> Tensor:
-        wr, wi = complex_weight.unbind(-1)
+        wr, wi = complex_weight.to(z.dtype).unbind(-1)
         matrix = torch.cat([torch.cat([wr, -wi], 1), torch.cat([wi, wr], 1)], 0)
         ctx.save_for_backward(z, matrix)
+        ctx.weight_dtype = complex_weight.dtype
         return torch.bmm(matrix.expand(z.shape[0], -1, -1), z)
 
     @staticmethod
@@ -173,13 +197,15 @@ class _ComplexMixing(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_z = torch.bmm(matrix.t().expand(z.shape[0], -1, -1), grad)
         if ctx.needs_input_grad[1]:
-            grad_weight = _ComplexMixing.weight_grad(grad, z, matrix.shape[0] // 2)
+            grad_weight = _ComplexMixing.weight_grad(grad, z, matrix.shape[0] // 2).to(ctx.weight_dtype)
         return grad_z, grad_weight
 
     @staticmethod
     def weight_grad(grad: Tensor, z: Tensor, channels: int) -> Tensor:
         """The complex weight's gradient (C, C, 2) from the output's gradient and the input,
-        both (N, 2C, L)."""
+        both (N, 2C, L), in their dtype. (In bfloat16 each in-place GEMM rounds the running
+        sum, about 0.1-0.5% over the few spectra of a batch; a float32 accumulator would cost
+        a pass over 4 C^2 values per spectrum, more than the GEMM at small L on a CPU.)"""
         g = torch.mm(grad[0], z[0].t())
         for n in range(1, z.shape[0]):
             g.addmm_(grad[n], z[n].t())
@@ -191,7 +217,7 @@ class _ComplexMixing(torch.autograd.Function):
 
 
 class _RecomputingBlock(torch.autograd.Function):
-    """`DTFBlock._forward_fp32` in training with ``recompute=True``: the forward keeps the
+    """`DTFBlock._forward_per_bin` in training with ``recompute=True``: the forward keeps the
     block's input and the normalised mixing output (z after the norm, before alpha) for the
     backward pass, which recomputes the memory-bound head (aggregation, spectrum, filter
     estimator, modulation) with a graph and writes out the rest: the inverse transform, the
@@ -206,15 +232,16 @@ class _RecomputingBlock(torch.autograd.Function):
     ``torch.autograd.graph.save_on_cpu`` see them. Measured on DTF-Net R50 in
     docs/benchmarks.md.
 
-    Inputs: the frames-major input, the block, and the tensors that get gradients (alpha,
-    bias, the mixing's complex weight, the filter estimator's weight or the fixed filter).
+    Inputs: the frames-major input, the block, the dtype it computes in
+    (`DTFBlock.compute_dtype`), and the tensors that get gradients (alpha, bias, the
+    mixing's complex weight, the filter estimator's weight or the fixed filter).
     Outputs: the block's output and the batch mean and unbiased variance for the running
     statistics (no gradient).
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, block: DTFBlock, alpha, bias, complex_weight, filter_weight):
-        f, spectrum, filt = block._prepare(x)
+    def forward(ctx, x: Tensor, block: DTFBlock, dtype: torch.dtype, alpha, bias, complex_weight, filter_weight):
+        f, spectrum, filt = block._prepare(x, dtype)
         n, c, h, w = f.shape
         t, bins = block.num_frames, num_bins(block.num_frames)
         b = n // t
@@ -225,18 +252,22 @@ class _RecomputingBlock(torch.autograd.Function):
         # The normalised z without alpha: what the norm's backward needs, with values of
         # order one, so it can be kept in the features' precision (under bfloat16 autocast a
         # float32 copy would be three times the input's bytes; z itself would lose its
-        # small deviations from a large mean).
-        xhat, mean, invstd = torch.native_batch_norm(z, None, None, None, None, True, 0.0, block.norm.eps)
+        # small deviations from a large mean). A float32 unit weight for half z: the
+        # kernel then keeps float32 statistics.
+        stat = _statistics_dtype(dtype)
+        unit = None if dtype == stat else z.new_ones(c, dtype=stat)
+        xhat, mean, invstd = torch.native_batch_norm(z, unit, None, None, None, True, 0.0, block.norm.eps)
         var = block._unbiased_var(invstd, z)
         del z
-        normed = xhat * alpha.to(f.dtype).view(1, c, 1)
-        inverse_dft = _frames_major_transforms(t, f.dtype, f.device)[1]
+        normed = xhat * alpha.to(dtype).view(1, c, 1)
+        inverse_dft = _frames_major_transforms(t, dtype, f.device)[1]
         out = torch.baddbmm(f.view(b, t, c * h * w), inverse_dft.expand(b, t, 2 * bins), normed.view(b, 2 * bins, -1))
         del normed
-        out = out.view(n, c, h, w).add_(bias.to(f.dtype).view(1, c, 1, 1))
+        out = out.view(n, c, h, w).add_(bias.to(dtype).view(1, c, 1, 1))
         ctx.block = block
-        low_precision = x.dtype in (torch.float16, torch.bfloat16)
-        ctx.save_for_backward(x, xhat.to(x.dtype) if low_precision else xhat, invstd)
+        ctx.dtype = dtype
+        half_input = x.dtype in (torch.float16, torch.bfloat16)
+        ctx.save_for_backward(x, xhat.to(x.dtype) if half_input else xhat, invstd)
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
@@ -245,15 +276,15 @@ class _RecomputingBlock(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor, _grad_mean, _grad_var):
         x, xhat, invstd = ctx.saved_tensors
         block: DTFBlock = ctx.block
-        need_x, _, need_alpha, need_bias, need_mixing, need_filter = ctx.needs_input_grad
-        with _fp32_region(x.device.type):
-            dtype = invstd.dtype
+        need_x, _, _, need_alpha, need_bias, need_mixing, need_filter = ctx.needs_input_grad
+        with _autocast_off(x.device.type):
+            dtype, stat = ctx.dtype, invstd.dtype
             xhat = xhat.to(dtype)
             grad_out = grad_out.to(dtype).contiguous()
             n, c, h, w = grad_out.shape
             t, bins = block.num_frames, num_bins(block.num_frames)
             b = n // t
-            grad_bias = grad_out.sum((0, 2, 3)) if need_bias else None
+            grad_bias = grad_out.sum((0, 2, 3), dtype=stat).to(block.bias.dtype) if need_bias else None
             # through the inverse transform: (2M, T) times (B, T, C*HW)
             inverse_dft = _frames_major_transforms(t, dtype, xhat.device)[1]
             grad_normed = torch.matmul(inverse_dft.t(), grad_out.view(b, t, c * h * w))
@@ -261,17 +292,20 @@ class _RecomputingBlock(torch.autograd.Function):
             # kernel treats xhat as its own normalisation, and the true 1/std goes into the
             # weight (d/dz = alpha/std (g - mean(g) - xhat mean(g xhat)); d/dalpha = sum g xhat).
             grad_z, grad_alpha, _ = torch.ops.aten.native_batch_norm_backward(
-                grad_normed.view_as(xhat), xhat, block.alpha.to(dtype) * invstd, None, None,
+                grad_normed.view_as(xhat), xhat, block.alpha.to(stat) * invstd, None, None,
                 torch.zeros_like(invstd), torch.ones_like(invstd), True, 0.0, [True, need_alpha, False],
             )  # fmt: skip
             del xhat, grad_normed
             with torch.enable_grad():
                 head_input = x.detach().requires_grad_(need_x)
-                _, spectrum, filt = block._prepare(head_input)
+                _, spectrum, filt = block._prepare(head_input, dtype)
                 modulated = block._modulate(spectrum, filt).view(b * bins, 2 * c, h * w)
             grad_z = grad_z.view(b * bins, 2 * c, h * w)
             matrix = block.mixing.real_matrix().to(dtype)
-            grad_mixing = _ComplexMixing.weight_grad(grad_z, modulated.detach(), c) if need_mixing else None
+            grad_mixing = None
+            if need_mixing:
+                grad_mixing = _ComplexMixing.weight_grad(grad_z, modulated.detach(), c)
+                grad_mixing = grad_mixing.to(block.mixing.complex_weight.dtype)
             grad_modulated = torch.bmm(matrix.t().expand(grad_z.shape[0], -1, -1), grad_z)
             del grad_z
             targets = [p for p, needed in ((head_input, need_x), (block.filter_weight, need_filter)) if needed]
@@ -283,7 +317,9 @@ class _RecomputingBlock(torch.autograd.Function):
                 grad_x = grad_x.to(x.dtype)
             if need_filter:
                 grad_filter = grads.pop(0)
-        return grad_x, None, grad_alpha, grad_bias, grad_mixing, grad_filter
+        if grad_alpha is not None:
+            grad_alpha = grad_alpha.to(block.alpha.dtype)
+        return grad_x, None, None, grad_alpha, grad_bias, grad_mixing, grad_filter
 
 
 class DTFBlock(nn.Module):
@@ -302,6 +338,8 @@ class DTFBlock(nn.Module):
         correlation: feed the correlation feature F_cor to the filter estimator.
         dynamic: estimate a filter per location (True) or learn one fixed filter per
             channel group (False, the paper's DTF_F ablation).
+        float32_spectrum: under autocast, keep the block's arithmetic in float32 (as the
+            released code's FFTs did) instead of autocast's dtype (see the module doc).
     """
 
     def __init__(
@@ -314,6 +352,7 @@ class DTFBlock(nn.Module):
         correlation: bool = True,
         dynamic: bool = True,
         recompute: bool = True,
+        float32_spectrum: bool = False,
     ):
         super().__init__()
         if num_frames < 1:
@@ -330,6 +369,7 @@ class DTFBlock(nn.Module):
         self.correlation = correlation
         self.dynamic = dynamic
         self.recompute = recompute
+        self.float32_spectrum = float32_spectrum
         bins = num_bins(num_frames)
         n_filters = channels // filter_groups
 
@@ -384,6 +424,16 @@ class DTFBlock(nn.Module):
         """The learnt filter parameters: the estimator's weight, or the fixed filter (DTF_F)."""
         return self.fixed_filter if self.filter_estimator is None else self.filter_estimator.weight
 
+    def compute_dtype(self, x: Tensor) -> torch.dtype:
+        """The dtype of the block's arithmetic for input x: autocast's (bfloat16 or float16)
+        while autocast is on for x's device, unless ``float32_spectrum``; else float64 for
+        float64 input and float32 otherwise (half input without autocast included). The
+        norm's statistics are float32 (float64) in every case."""
+        if x.dtype == torch.float64:
+            return torch.float64
+        low = _autocast_dtype(x.device.type)
+        return low if low is not None and not self.float32_spectrum else torch.float32
+
     def _folds_inference(self) -> bool:
         """Inference with fixed norm statistics: the linear tail is folded (see the module doc)."""
         return not self.training and self.norm.track_running_stats
@@ -399,7 +449,7 @@ class DTFBlock(nn.Module):
         # weight's column order), applied as one matmul per part on the frames-major
         # features, whose rows are (frame, channel) (`_estimate` reorders one side); the
         # concatenation is never materialised.
-        weight = self.filter_estimator.weight.flatten(1)  # (out, (C + k^2) T)
+        weight = self.filter_estimator.weight.flatten(1)  # (out, (C + k^2) T), cast by `_estimate`
         out = self._estimate(weight[:, : c * t], y.reshape(b, t, c, h * w), "estimator_y")
         if corr is not None:  # the output is small (C/G x 2M per location): adding is cheap
             k2 = corr.shape[2]
@@ -408,18 +458,21 @@ class DTFBlock(nn.Module):
 
     def _estimate(self, weight: Tensor, features: Tensor, name: str) -> Tensor:
         """weight (out, K*T) with columns (channel, frame) times frames-major features
-        (B, T, K, L): (B, out, L). One of the two must be reordered to the other's order;
-        the smaller copy is made (the weight at large H*W, the features at large T*C with
-        few locations, e.g. 19 MiB of weight against 6 MiB of features in a DTF-Swin-B
-        stage-3 block). Without autograd the reordered weight is cached."""
+        (B, T, K, L): (B, out, L), in the features' dtype. One of the two must be
+        reordered to the other's order; the smaller copy is made (the weight at large H*W,
+        the features at large T*C with few locations, e.g. 19 MiB of weight against 6 MiB
+        of features in a DTF-Swin-B stage-3 block). Without autograd the reordered weight
+        is cached."""
         b, t, k, length = features.shape
         n_out = weight.shape[0]
         if n_out <= b * length:
             reordered = self._derived(
-                name, lambda: weight.reshape(n_out, k, t).transpose(1, 2).reshape(n_out, t * k), features
+                name,
+                lambda: weight.reshape(n_out, k, t).transpose(1, 2).reshape(n_out, t * k).to(features.dtype),
+                features,
             )
             return torch.matmul(reordered, features.reshape(b, t * k, length))
-        return torch.matmul(weight, features.transpose(1, 2).reshape(b, k * t, length))
+        return torch.matmul(weight.to(features.dtype), features.transpose(1, 2).reshape(b, k * t, length))
 
     def _derived(self, name: str, build, like: Tensor):
         """``build()``, a tensor (or tuple) computed from the block's parameters and buffers,
@@ -464,19 +517,20 @@ class DTFBlock(nn.Module):
         self._check(x)
         five_d = x.dim() == 5
         frames = x.transpose(1, 2).flatten(0, 1) if five_d else x  # frames-major (B*T, C, H, W)
-        with _fp32_region(x.device.type):
+        dtype = self.compute_dtype(x)
+        with _autocast_off(x.device.type):
             if self.recompute and self.training and torch.is_grad_enabled():
                 # Keep the input and the normalised mixing output for the backward pass and
                 # recompute the rest there: the spectra it would otherwise save are several
                 # times the input's size (see `_RecomputingBlock`).
                 out, mean, var = _RecomputingBlock.apply(
-                    frames, self, self.alpha, self.bias, self.mixing.complex_weight, self.filter_weight
+                    frames, self, dtype, self.alpha, self.bias, self.mixing.complex_weight, self.filter_weight
                 )
                 stats = (mean, var)
             elif self._folds_inference():
-                out, stats = self._inference_fp32(frames), None
+                out, stats = self._forward_folded(frames, dtype), None
             else:
-                out, stats = self._forward_fp32(frames)
+                out, stats = self._forward_per_bin(frames, dtype)
         if stats is not None:
             self._update_running_stats(*stats)
         out = out.to(x.dtype)
@@ -489,10 +543,9 @@ class DTFBlock(nn.Module):
             out = out.view(b, t, c, h, w).transpose(1, 2)
         return out
 
-    def _prepare(self, x: Tensor):
-        """Float32 (or float64) frames-major input, its aggregation and its spectrum."""
-        f = x if x.dtype in (torch.float32, torch.float64) else x.float()  # half -> float32
-        f = f.contiguous()
+    def _prepare(self, x: Tensor, dtype: torch.dtype):
+        """The frames-major input in ``dtype``, its aggregation's spectrum and the filter."""
+        f = x.to(dtype).contiguous()
         n, c, h, w = f.shape
         t = self.num_frames
         b = n // t
@@ -532,25 +585,25 @@ class DTFBlock(nn.Module):
         out[:, :, 1].addcmul_(si, fr)
         return out
 
-    def _forward_fp32(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+    def _forward_per_bin(self, x: Tensor, dtype: torch.dtype) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
         """The block as trained: mixing per bin, norm with batch statistics (in training)."""
-        f, spectrum, filt = self._prepare(x)
+        f, spectrum, filt = self._prepare(x, dtype)
         n, c, h, w = f.shape
         t, bins = self.num_frames, num_bins(self.num_frames)
         b = n // t
         modulated = self._modulate(spectrum, filt).view(b * bins, 2 * c, h * w)
         z = self.mixing(modulated)  # rows (real/imag, channel)
         # per channel over both parts; alpha is the norm's scale (one pass, not two)
-        z, stats = self._normalise(z.view(b * bins * 2, c, h * w), scale=self.alpha.to(f.dtype))
+        z, stats = self._normalise(z.view(b * bins * 2, c, h * w), scale=self.alpha.to(_statistics_dtype(dtype)))
         inverse_dft = _frames_major_transforms(t, f.dtype, f.device)[1]
         # f + irfft(z), the residual added by the matmul itself
         out = torch.baddbmm(f.view(b, t, c * h * w), inverse_dft.expand(b, t, 2 * bins), z.view(b, 2 * bins, -1))
         return out.view(n, c, h, w).add_(self.bias.to(f.dtype).view(1, c, 1, 1)), stats
 
-    def _inference_fp32(self, x: Tensor) -> Tensor:
+    def _forward_folded(self, x: Tensor, dtype: torch.dtype) -> Tensor:
         """The same function with the norm's running statistics: norm and alpha folded into
         the mixing, which runs after the inverse transform (see the module doc)."""
-        f, spectrum, filt = self._prepare(x)
+        f, spectrum, filt = self._prepare(x, dtype)
         n, c, h, w = f.shape
         t, bins = self.num_frames, num_bins(self.num_frames)
         b = n // t
@@ -566,14 +619,16 @@ class DTFBlock(nn.Module):
     def _folded_mixing(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
         """The mixing with the norm's running statistics and alpha folded in: the (C, 2C)
         weight applied to [irfft(S'); irfft(i S')], and the (T, C) shift that the norm's
-        mean (the same in every bin and part) and the bias leave, a fixed pattern in time."""
+        mean (the same in every bin and part) and the bias leave, a fixed pattern in time.
+        Folded in float32 (float64), then cast to ``dtype``."""
         norm = self.norm
-        ones_response = _frames_major_transforms(self.num_frames, dtype, device)[3]
-        scale = self.alpha.to(dtype) * torch.rsqrt(norm.running_var.to(dtype) + norm.eps)
-        wr, wi = self.mixing.complex_weight.to(dtype).unbind(-1)
+        exact = _statistics_dtype(dtype)
+        ones_response = _frames_major_transforms(self.num_frames, exact, device)[3]
+        scale = self.alpha.to(exact) * torch.rsqrt(norm.running_var.to(exact) + norm.eps)
+        wr, wi = self.mixing.complex_weight.to(exact).unbind(-1)
         weight = torch.cat([wr, wi], 1) * scale[:, None]
-        shift = self.bias.to(dtype) - torch.outer(ones_response, scale * norm.running_mean.to(dtype))
-        return weight, shift
+        shift = self.bias.to(exact) - torch.outer(ones_response, scale * norm.running_mean.to(exact))
+        return weight.to(dtype), shift.to(dtype)
 
     def _normalise(self, z: Tensor, scale: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
         """The norm (no affine of its own) times a per-channel scale, over (N, C, L). In
@@ -589,9 +644,9 @@ class DTFBlock(nn.Module):
 
     def _unbiased_var(self, invstd: Tensor, z: Tensor) -> Tensor:
         """The unbiased batch variance (what the running variance tracks) from the kernel's
-        1/sqrt(biased var + eps) over z (N, C, L)."""
+        1/sqrt(biased var + eps) over z (N, C, L), in the statistics' dtype."""
         n = z.numel() // z.shape[1]
-        return ((invstd.double().pow(-2) - self.norm.eps) * (n / max(n - 1, 1))).to(z.dtype)
+        return ((invstd.double().pow(-2) - self.norm.eps) * (n / max(n - 1, 1))).to(invstd.dtype)
 
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, var: Tensor) -> None:

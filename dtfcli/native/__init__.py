@@ -9,8 +9,13 @@ headers; this is plain C (OpenMP for the threads, which
 joins the OpenMP runtime PyTorch already loaded), built in about a second by ``cc`` and
 called through ctypes on the tensors' memory.
 
+The kernels compute in float32. For the DTF block under autocast the modulation also has a
+bfloat16 instance (bfloat16 in and out, half the bytes), and the aggregation takes
+bfloat16 and float16 tensors converted to float32 on the way in and back on the way out
+(their tensor-operation path runs 3-8 times slower in bfloat16 on a CPU than that).
+
 Everything here is optional: without a compiler, with ``DTF_NATIVE=0``, or for inputs the
-kernel does not take (not float32, not on the CPU, under tracing or torch.compile), the
+kernel does not take (another dtype, not on the CPU, under tracing or torch.compile), the
 callers use their tensor-operation path, which computes the same function and is the
 reference the kernels are tested against. `status()` says which is in use and why.
 
@@ -44,6 +49,8 @@ _SIGNATURES = {
     "dtf_frame_aggregation_backward_f32": (7, 3),
     "dtf_modulate_f32": (3, 1),
     "dtf_modulate_backward_f32": (5, 1),
+    "dtf_modulate_bf16": (3, 1),
+    "dtf_modulate_backward_bf16": (5, 1),
     "dtf_window_attention_f32": (4, 3),
 }
 _lock = threading.Lock()
@@ -138,10 +145,16 @@ def status() -> str:
     return _status or ""
 
 
-def usable(x: torch.Tensor) -> bool:
-    """Whether a kernel can take x: a contiguous float32 CPU tensor, outside tracing and
-    torch.compile, with the library built."""
-    if x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous():
+_HALF = (torch.bfloat16, torch.float16)
+
+
+def usable(x: torch.Tensor, convert_half: bool = False) -> bool:
+    """Whether a kernel can take x: a contiguous float32 CPU tensor (or bfloat16/float16
+    where the caller converts, ``convert_half``), outside tracing and torch.compile, with
+    the library built."""
+    if x.device.type != "cpu" or not x.is_contiguous():
+        return False
+    if x.dtype != torch.float32 and not (convert_half and x.dtype in _HALF):
         return False
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False  # graphs must see tensor operations
@@ -151,11 +164,13 @@ def usable(x: torch.Tensor) -> bool:
 def frame_aggregation(
     x: torch.Tensor, kernel_size: int, aggregate: bool, need_weights: bool
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None] | None:
-    """The kernel on a frames-major (B, T, C, H, W) float32 CPU tensor: (Y or None, corr,
-    softmax weights (B, T-1, k^2, H, W) or None), or None when the caller must use its
-    tensor-operation path."""
-    if not usable(x):
+    """The kernel on a frames-major (B, T, C, H, W) CPU tensor: (Y or None, corr, softmax
+    weights (B, T-1, k^2, H, W) or None), or None when the caller must use its
+    tensor-operation path. Y and corr have x's dtype, the weights are float32."""
+    if not usable(x, convert_half=True):
         return None
+    dtype = x.dtype
+    x = x.float()
     b, t, c, h, w = x.shape
     k2 = kernel_size * kernel_size
     corr = x.new_empty(b, t, k2, h, w)
@@ -175,7 +190,9 @@ def frame_aggregation(
         int(aggregate),
         torch.get_num_threads(),
     )
-    return None if failed else (y, corr, weights)
+    if failed:
+        return None
+    return (y.to(dtype) if y is not None else None), corr.to(dtype), weights
 
 
 def _ptr(t: torch.Tensor | None):
@@ -192,16 +209,18 @@ def frame_aggregation_backward(
 ) -> torch.Tensor | None:
     """The gradient with respect to x of `frame_aggregation`, given the softmax weights it
     returned and the gradients of Y and corr (either may be None), or None when the caller
-    must use its tensor-operation path."""
+    must use its tensor-operation path. The gradient has x's dtype."""
     grads = [g for g in (grad_y, grad_corr) if g is not None]
-    if not usable(x) or any(g.device.type != "cpu" or g.dtype != torch.float32 for g in grads):
+    if not usable(x, convert_half=True) or any(g.device.type != "cpu" or not g.is_floating_point() for g in grads):
         return None
+    dtype = x.dtype
+    x = x.float()
     b, t, c, h, w = x.shape
     if aggregate and t > 1 and (weights is None or not weights.is_contiguous()):
         return None
     k2 = kernel_size * kernel_size
-    grad_y = grad_y.contiguous() if grad_y is not None else None
-    grad_corr = grad_corr.contiguous() if grad_corr is not None else None
+    grad_y = grad_y.float().contiguous() if grad_y is not None else None
+    grad_corr = grad_corr.float().contiguous() if grad_corr is not None else None
     grad_x = torch.empty_like(x)
     scores = x.new_empty(b, t, k2, h, w)
     masked_weights = x.new_empty(b, t - 1, k2, h, w) if (aggregate and t > 1 and grad_y is not None) else None
@@ -222,40 +241,46 @@ def frame_aggregation_backward(
         int(aggregate),
         torch.get_num_threads(),
     )
-    return None if failed else grad_x
+    return None if failed else grad_x.to(dtype)
 
 
 def modulate_usable(spectrum: torch.Tensor, filt: torch.Tensor) -> bool:
     """Whether `modulate` takes these: spectrum (B, M, 2, C/G, G, L) and filter
-    (B, C/G, 2, M, L), both contiguous float32 on the CPU."""
-    if spectrum.dim() != 6 or filt.dim() != 5:
+    (B, C/G, 2, M, L), both contiguous on the CPU, float32 (or both of one half dtype)."""
+    if spectrum.dim() != 6 or filt.dim() != 5 or spectrum.dtype != filt.dtype:
         return False
     b, m, _, cg, _, length = spectrum.shape
-    return filt.shape == (b, cg, 2, m, length) and usable(spectrum) and usable(filt)
+    return filt.shape == (b, cg, 2, m, length) and usable(spectrum, True) and usable(filt, True)
 
 
 def modulate(spectrum: torch.Tensor, filt: torch.Tensor) -> torch.Tensor | None:
-    """S' = S * S_c on the DTF block's layouts (see `modulate_usable`), or None."""
+    """S' = S * S_c on the DTF block's layouts (see `modulate_usable`), in their dtype, or None."""
     if not modulate_usable(spectrum, filt):
         return None
+    dtype = spectrum.dtype
+    kernel = _library.dtf_modulate_bf16 if dtype == torch.bfloat16 else _library.dtf_modulate_f32
+    if dtype == torch.float16:
+        spectrum, filt = spectrum.float(), filt.float()
     b, m, _, cg, g, length = spectrum.shape
     out = torch.empty_like(spectrum)
-    _library.dtf_modulate_f32(
-        spectrum.data_ptr(), filt.data_ptr(), out.data_ptr(), b, m, cg, g, length, torch.get_num_threads()
-    )
-    return out
+    kernel(spectrum.data_ptr(), filt.data_ptr(), out.data_ptr(), b, m, cg, g, length, torch.get_num_threads())
+    return out.to(dtype)
 
 
 def modulate_backward(
     spectrum: torch.Tensor, filt: torch.Tensor, grad: torch.Tensor, need_spectrum: bool, need_filter: bool
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Gradients of `modulate` with respect to the spectrum and the filter (summed over the
-    group), each only where asked for."""
+    group), each only where asked for, in the inputs' dtype."""
+    dtype = spectrum.dtype
+    kernel = _library.dtf_modulate_backward_bf16 if dtype == torch.bfloat16 else _library.dtf_modulate_backward_f32
+    if dtype == torch.float16:
+        spectrum, filt = spectrum.float(), filt.float()
     b, m, _, cg, g, length = spectrum.shape
-    grad = grad.contiguous()
+    grad = grad.to(spectrum.dtype).contiguous()
     grad_spectrum = torch.empty_like(spectrum) if need_spectrum else None
     grad_filter = torch.empty_like(filt) if need_filter else None
-    _library.dtf_modulate_backward_f32(
+    failed = kernel(
         spectrum.data_ptr(),
         filt.data_ptr(),
         grad.data_ptr(),
@@ -268,6 +293,11 @@ def modulate_backward(
         length,
         torch.get_num_threads(),
     )
+    if failed:
+        raise MemoryError("DTF modulation backward: could not allocate its float32 accumulator")
+    if dtype == torch.float16:
+        grad_spectrum = grad_spectrum.to(dtype) if grad_spectrum is not None else None
+        grad_filter = grad_filter.to(dtype) if grad_filter is not None else None
     return grad_spectrum, grad_filter
 
 

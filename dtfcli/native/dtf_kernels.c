@@ -1,5 +1,5 @@
-/* CPU kernels of the DTF block, float32: frame-wise aggregation (forward and backward) and
- * the complex modulation (forward and backward).
+/* CPU kernels of the DTF block: frame-wise aggregation (forward and backward, float32) and
+ * the complex modulation (forward and backward, float32 and bfloat16).
  *
  * Frame-wise aggregation (FA) in one pass per row band.
  *
@@ -488,65 +488,113 @@ int dtf_frame_aggregation_backward_f32(const float *x, const float *weights, con
  * G channels of a group sharing one filter. spec and out (B, M, 2, C/G, G, L), filt
  * (B, C/G, 2, M, L), real and imaginary parts as separate planes. One pass; the backward
  * pass also sums the filter's gradient over the group in the same pass.
+ *
+ * Two instances: float32 (_f32) and bfloat16 (_bf16, the block's dtype under CPU autocast).
+ * The bfloat16 one reads and writes bfloat16 and computes in float32, rounding each result
+ * once to nearest-even as PyTorch's conversion does (NaN becomes 0x7FC0), so it equals the
+ * float32 kernel on the same values followed by `.to(torch.bfloat16)`, with half the bytes.
  */
-int dtf_modulate_f32(const float *spec, const float *filt, float *out, int64_t B, int64_t M, int64_t CG, int64_t G,
-                     int64_t L, int num_threads) {
-    const int64_t part = CG * G * L; /* distance from a real plane to its imaginary plane */
-#pragma omp parallel for collapse(3) schedule(static) num_threads(num_threads)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t cg = 0; cg < CG; cg++) {
-                const float *restrict fr = filt + ((b * CG + cg) * 2 * M + m) * L;
-                const float *restrict fi = fr + M * L;
-                for (int64_t g = 0; g < G; g++) {
-                    const int64_t at = (b * M + m) * 2 * part + (cg * G + g) * L;
-                    const float *restrict sr = spec + at, *restrict si = spec + at + part;
-                    float *restrict o_r = out + at, *restrict o_i = out + at + part;
-                    for (int64_t i = 0; i < L; i++) {
-                        o_r[i] = sr[i] * fr[i] - si[i] * fi[i];
-                        o_i[i] = sr[i] * fi[i] + si[i] * fr[i];
-                    }
-                }
-            }
-    return 0;
+typedef uint16_t bf16_t;
+
+static inline float ld_f32(const float *p, int64_t i) { return p[i]; }
+static inline void st_f32(float *p, int64_t i, float v) { p[i] = v; }
+static inline float ld_bf16(const bf16_t *p, int64_t i) {
+    const uint32_t u = (uint32_t)p[i] << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline void st_bf16(bf16_t *p, int64_t i, float v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    p[i] = (bf16_t)((u & 0x7fffffffu) > 0x7f800000u ? 0x7fc0u : rounded);
 }
 
-/* grad_spec = conj(filt) * grad (per channel); grad_filt = sum over the group of
- * conj(spec) * grad. Shapes as dtf_modulate_f32; either output may be NULL. */
-int dtf_modulate_backward_f32(const float *spec, const float *filt, const float *grad, float *grad_spec,
-                              float *grad_filt, int64_t B, int64_t M, int64_t CG, int64_t G, int64_t L,
-                              int num_threads) {
-    const int64_t part = CG * G * L;
-#pragma omp parallel for collapse(3) schedule(static) num_threads(num_threads)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t cg = 0; cg < CG; cg++) {
-                const int64_t f_at = ((b * CG + cg) * 2 * M + m) * L;
-                const float *restrict fr = filt + f_at, *restrict fi = filt + f_at + M * L;
-                float *restrict afr = grad_filt != NULL ? grad_filt + f_at : NULL;
-                float *restrict afi = grad_filt != NULL ? grad_filt + f_at + M * L : NULL;
-                if (afr != NULL) {
-                    memset(afr, 0, (size_t)L * sizeof(float));
-                    memset(afi, 0, (size_t)L * sizeof(float));
-                }
-                for (int64_t g = 0; g < G; g++) {
-                    const int64_t at = (b * M + m) * 2 * part + (cg * G + g) * L;
-                    const float *restrict gr = grad + at, *restrict gi = grad + at + part;
-                    if (grad_spec != NULL) {
-                        float *restrict dr = grad_spec + at, *restrict di = grad_spec + at + part;
-                        for (int64_t i = 0; i < L; i++) {
-                            dr[i] = gr[i] * fr[i] + gi[i] * fi[i];
-                            di[i] = gi[i] * fr[i] - gr[i] * fi[i];
-                        }
-                    }
-                    if (afr != NULL) {
-                        const float *restrict sr = spec + at, *restrict si = spec + at + part;
-                        for (int64_t i = 0; i < L; i++) {
-                            afr[i] += gr[i] * sr[i] + gi[i] * si[i];
-                            afi[i] += gi[i] * sr[i] - gr[i] * si[i];
-                        }
-                    }
-                }
-            }
-    return 0;
-}
+#define DTF_MODULATE(SUFFIX, T)                                                                          \
+    int dtf_modulate_##SUFFIX(const T *spec, const T *filt, T *out, int64_t B, int64_t M, int64_t CG,    \
+                              int64_t G, int64_t L, int num_threads) {                                   \
+        const int64_t part = CG * G * L; /* distance from a real plane to its imaginary plane */         \
+        _Pragma("omp parallel for collapse(3) schedule(static) num_threads(num_threads)")                \
+        for (int64_t b = 0; b < B; b++)                                                                  \
+            for (int64_t m = 0; m < M; m++)                                                              \
+                for (int64_t cg = 0; cg < CG; cg++) {                                                    \
+                    const T *restrict fr = filt + ((b * CG + cg) * 2 * M + m) * L;                       \
+                    const T *restrict fi = fr + M * L;                                                   \
+                    for (int64_t g = 0; g < G; g++) {                                                    \
+                        const int64_t at = (b * M + m) * 2 * part + (cg * G + g) * L;                    \
+                        const T *restrict sr = spec + at, *restrict si = spec + at + part;               \
+                        T *restrict o_r = out + at, *restrict o_i = out + at + part;                     \
+                        for (int64_t i = 0; i < L; i++) {                                                \
+                            const float a = ld_##SUFFIX(sr, i), bb = ld_##SUFFIX(si, i);                 \
+                            const float c = ld_##SUFFIX(fr, i), d = ld_##SUFFIX(fi, i);                  \
+                            st_##SUFFIX(o_r, i, a * c - bb * d);                                         \
+                            st_##SUFFIX(o_i, i, a * d + bb * c);                                         \
+                        }                                                                                \
+                    }                                                                                    \
+                }                                                                                        \
+        return 0;                                                                                        \
+    }
+
+/* Gradients: grad_spec = grad * conj(filt) (per channel), grad_filt = sum over the group of
+ * conj(spec) * grad, accumulated in float32. Shapes as dtf_modulate; either output may be
+ * NULL. Returns 1 when the accumulator cannot be allocated. */
+#define DTF_MODULATE_BACKWARD(SUFFIX, T)                                                                 \
+    int dtf_modulate_backward_##SUFFIX(const T *spec, const T *filt, const T *grad, T *grad_spec,        \
+                                       T *grad_filt, int64_t B, int64_t M, int64_t CG, int64_t G,        \
+                                       int64_t L, int num_threads) {                                     \
+        const int64_t part = CG * G * L;                                                                 \
+        int failed = 0;                                                                                  \
+        _Pragma("omp parallel num_threads(num_threads) reduction(| : failed)")                           \
+        {                                                                                                \
+            float *acc = grad_filt != NULL ? malloc((size_t)(2 * L) * sizeof(float)) : NULL;             \
+            if (grad_filt != NULL && acc == NULL)                                                        \
+                failed = 1;                                                                              \
+            _Pragma("omp for collapse(3) schedule(static)")                                              \
+            for (int64_t b = 0; b < B; b++)                                                              \
+                for (int64_t m = 0; m < M; m++)                                                          \
+                    for (int64_t cg = 0; cg < CG; cg++) {                                                \
+                        if (grad_filt != NULL && acc == NULL)                                            \
+                            continue;                                                                    \
+                        const int64_t f_at = ((b * CG + cg) * 2 * M + m) * L;                            \
+                        const T *restrict fr = filt + f_at, *restrict fi = filt + f_at + M * L;          \
+                        float *restrict afr = acc, *restrict afi = acc != NULL ? acc + L : NULL;         \
+                        if (acc != NULL)                                                                 \
+                            memset(acc, 0, (size_t)(2 * L) * sizeof(float));                             \
+                        for (int64_t g = 0; g < G; g++) {                                                \
+                            const int64_t at = (b * M + m) * 2 * part + (cg * G + g) * L;                \
+                            const T *restrict gr = grad + at, *restrict gi = grad + at + part;           \
+                            if (grad_spec != NULL) {                                                     \
+                                T *restrict dr = grad_spec + at, *restrict di = grad_spec + at + part;   \
+                                for (int64_t i = 0; i < L; i++) {                                        \
+                                    const float a = ld_##SUFFIX(gr, i), bb = ld_##SUFFIX(gi, i);         \
+                                    const float c = ld_##SUFFIX(fr, i), d = ld_##SUFFIX(fi, i);          \
+                                    st_##SUFFIX(dr, i, a * c + bb * d);                                  \
+                                    st_##SUFFIX(di, i, bb * c - a * d);                                  \
+                                }                                                                        \
+                            }                                                                            \
+                            if (acc != NULL) {                                                           \
+                                const T *restrict sr = spec + at, *restrict si = spec + at + part;       \
+                                for (int64_t i = 0; i < L; i++) {                                        \
+                                    const float a = ld_##SUFFIX(gr, i), bb = ld_##SUFFIX(gi, i);         \
+                                    const float c = ld_##SUFFIX(sr, i), d = ld_##SUFFIX(si, i);          \
+                                    afr[i] += a * c + bb * d;                                            \
+                                    afi[i] += bb * c - a * d;                                            \
+                                }                                                                        \
+                            }                                                                            \
+                        }                                                                                \
+                        if (acc != NULL)                                                                 \
+                            for (int64_t i = 0; i < L; i++) {                                            \
+                                st_##SUFFIX(grad_filt + f_at, i, afr[i]);                                \
+                                st_##SUFFIX(grad_filt + f_at + M * L, i, afi[i]);                        \
+                            }                                                                            \
+                    }                                                                                    \
+            free(acc);                                                                                   \
+        }                                                                                                \
+        return failed;                                                                                   \
+    }
+
+DTF_MODULATE(f32, float)
+DTF_MODULATE(bf16, bf16_t)
+DTF_MODULATE_BACKWARD(f32, float)
+DTF_MODULATE_BACKWARD(bf16, bf16_t)
