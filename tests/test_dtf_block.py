@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from dtfcli import native
 from dtfcli.models import DTFBlock
 from dtfcli.models.dtf import real_dft_matrices
 
@@ -216,10 +217,16 @@ def _branch_error(got: Tensor, want: Tensor, x: Tensor) -> float:
     return ((got.float() - want).norm() / (want - x.float()).norm()).item()
 
 
+@pytest.mark.parametrize("kernels", ["native", "tensor operations"])
 @pytest.mark.parametrize("mode", ["folded inference", "per-bin training", "recomputing training"])
-def test_under_autocast_the_block_computes_in_autocasts_dtype(mode):
+def test_under_autocast_the_block_computes_in_autocasts_dtype(mode, kernels, monkeypatch):
     """Its matmuls (transforms, estimator, mixing) run in bfloat16 like the convolutions
-    around it, and the result is the float32 block's within bfloat16 precision."""
+    around it, and the result is the float32 block's within bfloat16 precision, with the
+    CPU kernels and with the tensor operations a GPU runs."""
+    if kernels == "tensor operations":
+        for name in ("frame_aggregation", "frame_aggregation_backward", "modulate"):
+            monkeypatch.setattr(native, name, lambda *args, **kwargs: None)
+        monkeypatch.setattr(native, "modulate_usable", lambda *args, **kwargs: False)
     torch.manual_seed(0)
     block = _random_state(DTFBlock(32, 4, filter_groups=8, recompute=mode.startswith("recomputing")))
     block.train(mode != "folded inference")
@@ -231,6 +238,14 @@ def test_under_autocast_the_block_computes_in_autocasts_dtype(mode):
     assert recorder.dtypes and set(recorder.dtypes) == {torch.bfloat16}
     # bfloat16 keeps 8 bits (0.4%): measured 0.4-0.6% of the branch's norm
     assert _branch_error(out, block(x.float()), x) < 1.5e-2
+    if mode != "folded inference":  # and the gradients of the input and every weight
+        grad = torch.randn(out.shape)
+        targets = [x.requires_grad_()] + list(block.parameters())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = torch.autograd.grad(block(x).float(), targets, grad)
+        want = torch.autograd.grad(block(x.float()), targets, grad)
+        for g, w in zip(got, want, strict=True):
+            assert (g.float() - w).norm() / w.norm() < 1.5e-2
 
 
 def test_float32_spectrum_keeps_the_block_in_float32_under_autocast():
