@@ -1,6 +1,7 @@
 """The DTF block alone vs a temporal conv (DTF_1d) and TSM's shift, at the layer shapes of
 DTF-Net R50 with 16 frames at 256 (T = 4 inside): (B, 64, 4, 64, 64) ... (B, 512, 4, 8, 8).
-Inference and a training step (forward, backward, SGD), timed in alternating rounds.
+Inference and a training step (forward, backward, SGD), timed in alternating rounds. With
+``--amp`` (bfloat16 autocast) also the block against itself with ``float32_spectrum=True``.
 
     python benchmarks/bench_block.py --device cpu --batch 1,8
 """
@@ -30,7 +31,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--batch", default="1,8", help="batch sizes, comma-separated")
     parser.add_argument("--iters", type=int, default=10)
-    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPU)")
+    parser.add_argument(
+        "--amp",
+        action="store_true",
+        help="bfloat16 autocast (a GPU, or a CPU with bfloat16 units); adds the DTF block with float32_spectrum=True",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/block.json"))
     args = parser.parse_args()
 
@@ -42,7 +47,7 @@ def main() -> None:
             rows += [
                 {**r, "suite": f"block {mode}"}
                 for r in run_comparisons(
-                    block_comparisons(),
+                    block_comparisons(amp=args.amp),
                     mode,
                     opts,
                     lambda m: print(m, flush=True),

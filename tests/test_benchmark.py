@@ -116,6 +116,24 @@ def test_block_suite_compares_dtf_with_a_temporal_conv_and_tsm():
     assert all(r["throughput_ratio"] > 0 and r["candidate_input"] == r["baseline_input"] for r in rows)
 
 
+def test_under_autocast_the_block_suite_also_compares_the_float32_spectrum():
+    """bfloat16 autocast: the block against itself with the released code's float32 path,
+    built as such (the candidate's matmuls run in bfloat16, the baseline's in float32)."""
+    comparisons = bench.block_comparisons(quick=True, amp=True)
+    pairs = [(c.candidate.name, c.baseline.name) for c in comparisons[:3]]
+    assert pairs == [
+        ("block:dtf", "block:conv1d"),
+        ("block:dtf", "block:tsm"),
+        ("block:dtf", "block:dtf-float32-spectrum"),
+    ]
+    assert "dtf-float32-spectrum" not in str(bench.block_comparisons(quick=True))
+    candidate, baseline = (bench.build_module(c) for c in (comparisons[2].candidate, comparisons[2].baseline))
+    assert not candidate.float32_spectrum and baseline.float32_spectrum
+    opts = bench.RunOptions(torch.device("cpu"), batch=1, iters=1, warmup=0, amp_dtype=torch.bfloat16)
+    (row,) = bench.run_comparisons([comparisons[2]], "inference", opts)
+    assert row["amp"] == "bfloat16" and row["throughput_ratio"] > 0
+
+
 def test_video_swin_is_compared_at_the_same_frames_inside_the_network():
     """swin3d_b's patch is 2 frames deep, DTF-Transformer's 4: 32 and 64 input frames are both 16 inside."""
     (comp,) = [c for c in bench.model_comparisons() if c.baseline.name == "torchvision:swin3d_b"]

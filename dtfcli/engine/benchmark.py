@@ -144,8 +144,10 @@ def model_comparisons(quick: bool = False, device_type: str = "cpu") -> list[Com
     ]
 
 
-def block_comparisons(quick: bool = False) -> list[Comparison]:
-    """The DTF block vs a temporal conv and TSM at the layer shapes of DTF-Net R50 (16 frames, 256)."""
+def block_comparisons(quick: bool = False, amp: bool = False) -> list[Comparison]:
+    """The DTF block vs a temporal conv and TSM at the layer shapes of DTF-Net R50 (16 frames, 256);
+    under autocast (``amp``) also vs itself with ``float32_spectrum=True``, the released code's
+    float32 path."""
     shapes = (
         [(16, 4, 16, 16), (64, 4, 8, 8)]
         if quick
@@ -154,7 +156,7 @@ def block_comparisons(quick: bool = False) -> list[Comparison]:
     out = []
     for shape in shapes:
         group = f"block C={shape[0]} T={shape[1]} {shape[2]}x{shape[3]}"
-        for baseline in ("conv1d", "tsm"):
+        for baseline in ("conv1d", "tsm") + (("dtf-float32-spectrum",) if amp else ()):
             out.append(Comparison(group, Contender("block:dtf", shape), Contender(f"block:{baseline}", shape)))
     return out
 
@@ -168,6 +170,7 @@ def build_module(contender: Contender, num_classes: int = 400) -> nn.Module:
         kind, (channels, frames) = name.split(":", 1)[1], shape[:2]
         builders = {
             "dtf": lambda: DTFBlock(channels, frames),
+            "dtf-float32-spectrum": lambda: DTFBlock(channels, frames, float32_spectrum=True),
             "conv1d": lambda: TemporalConv(channels),
             "tsm": lambda: TemporalShift(),
         }
@@ -706,7 +709,11 @@ def run_benchmark(
                         rows += [
                             {**r, "suite": f"block {mode}"}
                             for r in run_comparisons(
-                                block_comparisons(quick), mode, opts, progress, measure_memory=dev.type == "cuda"
+                                block_comparisons(quick, amp_dtype is not None),
+                                mode,
+                                opts,
+                                progress,
+                                measure_memory=dev.type == "cuda",
                             )
                         ]
                 else:
