@@ -481,3 +481,29 @@ def test_under_autocast_the_block_saves_its_tensors_in_the_features_precision():
         block(x)
     input_bytes = x.numel() * x.element_size()
     assert sum(storages.values()) <= input_bytes * (1 + 2 * 3 / 4) * 1.01 + 1024  # + the per-channel 1/std
+
+
+def test_torch_compile_gives_the_eager_blocks_output_and_gradients():
+    """torch.compile traces the block (its tensor-operation paths, the hand-written backward,
+    the transforms built in the graph): the eager block's output and gradients in float32
+    training and in folded inference, and within bfloat16 precision under autocast.
+    ``aot_eager`` runs dynamo and AOT autograd without generating code, which keeps this fast."""
+    torch.manual_seed(0)
+    block = _random_state(DTFBlock(32, 4, filter_groups=8))
+    compiled = torch.compile(block, backend="aot_eager")
+    x = torch.randn(8, 32, 6, 6)
+    for amp, tolerance in ((False, 1e-5), (True, 2e-2)):
+        features = x.bfloat16() if amp else x
+        block.train()
+        results = []
+        for module in (block, compiled):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                out = module(features)
+            results.append((out.float(), torch.autograd.grad(out.float().square().sum(), list(block.parameters()))))
+        (want, want_grads), (got, got_grads) = results
+        assert _branch_error(got, want, features) < tolerance
+        for g, w in zip(got_grads, want_grads, strict=True):
+            assert (g - w).norm() / w.norm() < tolerance
+        block.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            assert _branch_error(compiled(features), block(features).float(), features) < tolerance

@@ -42,7 +42,6 @@ which also adds the residual in the same call (`baddbmm`).
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 
 import torch
@@ -101,30 +100,39 @@ def real_dft_matrices(num_frames: int, dtype=torch.float64, device=None) -> tupl
     return forward.to(device=device, dtype=dtype), inverse.to(device=device, dtype=dtype)
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_dft(num_frames: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    # Built outside inference mode: a tensor made there could never join a training graph.
-    with torch.inference_mode(False), torch.no_grad():
-        return real_dft_matrices(num_frames, dtype, device)
+def _build_transforms(num_frames: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, ...]:
+    forward, inverse = real_dft_matrices(num_frames, dtype, device)
+    t, m = num_frames, num_bins(num_frames)
+    fwd = forward.view(2, m, t).transpose(0, 1).reshape(2 * m, t)
+    inv_re, inv_im = inverse[:, :m], inverse[:, m:]
+    inv = torch.stack((inv_re, inv_im), 2).reshape(t, 2 * m)
+    inv_of_i = torch.stack((inv_im, -inv_re), 2).reshape(t, 2 * m)
+    to_time = torch.stack((inv, inv_of_i), 1).reshape(2 * t, 2 * m)
+    return fwd, inv, to_time, inverse.sum(1)
 
 
-@functools.lru_cache(maxsize=64)
-def _frames_major_transforms(num_frames: int, dtype: torch.dtype, device: torch.device):
+_TRANSFORMS: dict[tuple[int, torch.dtype, torch.device], tuple[Tensor, ...]] = {}
+
+
+def _frames_major_transforms(num_frames: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, ...]:
     """The transforms in the block's (bin, real/imag) order.
 
     forward (2M, T) and inverse (T, 2M) as `real_dft_matrices`; to_time (2T, 2M) with rows
     (frame, u/v): u = irfft(S'), v = irfft(i S') (i (a + ib) = -b + ia); ones_response (T,):
     irfft of 1 + i in every bin.
+
+    Cached per (T, dtype, device). Under torch.compile they are built inside the graph,
+    which makes them constants of it (dynamo ignores a cache, and warns about one).
     """
-    forward, inverse = _cached_dft(num_frames, dtype, device)
-    t, m = num_frames, num_bins(num_frames)
-    with torch.inference_mode(False), torch.no_grad():
-        fwd = forward.view(2, m, t).transpose(0, 1).reshape(2 * m, t)
-        inv_re, inv_im = inverse[:, :m], inverse[:, m:]
-        inv = torch.stack((inv_re, inv_im), 2).reshape(t, 2 * m)
-        inv_of_i = torch.stack((inv_im, -inv_re), 2).reshape(t, 2 * m)
-        to_time = torch.stack((inv, inv_of_i), 1).reshape(2 * t, 2 * m)
-        return fwd, inv, to_time, inverse.sum(1)
+    if torch.compiler.is_compiling():
+        return _build_transforms(num_frames, dtype, device)
+    key = (num_frames, dtype, torch.device(device))
+    hit = _TRANSFORMS.get(key)
+    if hit is None:
+        # Built outside inference mode: a tensor made there could never join a training graph.
+        with torch.inference_mode(False), torch.no_grad():
+            hit = _TRANSFORMS[key] = _build_transforms(num_frames, dtype, device)
+    return hit
 
 
 class _Modulation(torch.autograd.Function):
@@ -678,8 +686,9 @@ class DTFBlock(nn.Module):
             return
         norm.num_batches_tracked.add_(1)
         momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
-        norm.running_mean.lerp_(mean, momentum)
-        norm.running_var.lerp_(var, momentum)
+        # (under torch.compile the statistics of a half z may come back in its dtype)
+        norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
+        norm.running_var.lerp_(var.to(norm.running_var.dtype), momentum)
 
     def macs(self, x: Tensor) -> int:
         """Multiply-adds a FLOP counter of aten matmuls/convs does not see: the complex
