@@ -9,7 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from dtfcli import native
 from dtfcli.models import DTFBlock
-from dtfcli.models.dtf import real_dft_matrices
+from dtfcli.models.spectral import real_dft_matrices
 
 aten = torch.ops.aten
 
@@ -403,7 +403,7 @@ def test_a_block_built_in_inference_mode_is_not_cached():
 def test_channel_mixing_gradients_match_the_complex_product():
     """The mixing's own backward against autograd through a complex matmul (an independent
     formulation: torch's complex arithmetic, no real block matrix) and torch.autograd.gradcheck."""
-    from dtfcli.models.dtf import SpectralChannelMixing, _ComplexMixing
+    from dtfcli.models.spectral import SpectralChannelMixing, _ComplexMixing
 
     torch.manual_seed(0)
     c, n, length = 6, 3, 5
@@ -453,7 +453,7 @@ def test_recomputing_block_trains_under_autocast_and_keeps_the_input_dtype():
 
 def test_the_real_mixing_matrix_is_the_complex_product():
     """[[Wr, -Wi], [Wi, Wr]] times [Re z; Im z] is W z, with and without autograd."""
-    from dtfcli.models.dtf import SpectralChannelMixing
+    from dtfcli.models.spectral import SpectralChannelMixing
 
     mixing = SpectralChannelMixing(5).double()
     z = torch.randn(5, 3, dtype=torch.complex128)

@@ -14,7 +14,7 @@ from test_aggregation import brute_force_aggregation
 from dtfcli import native
 from dtfcli.models import DTFBlock, frame_aggregation
 from dtfcli.models import aggregation as fa_module
-from dtfcli.models.dtf import _Modulation as DTFBlockModulation
+from dtfcli.models.spectral import _Modulation as DTFBlockModulation
 
 needs_kernel = pytest.mark.skipif(
     not native.status().startswith("native"), reason=f"native kernel not available: {native.status()}"

@@ -4,7 +4,7 @@ No file or network I/O happens here; weights are loaded and saved by `dtfcli.hub
 """
 
 from dtfcli.models.aggregation import FrameAggregation, frame_aggregation
-from dtfcli.models.dtf import DTFBlock, SpectralChannelMixing
+from dtfcli.models.dtf import DTFBlock
 from dtfcli.models.flops import Cost, count_parameters, measure_cost, model_cost
 from dtfcli.models.registry import (
     ModelSpec,
@@ -16,6 +16,7 @@ from dtfcli.models.registry import (
     register_model,
 )
 from dtfcli.models.resnet import DTFNet
+from dtfcli.models.spectral import SpectralChannelMixing
 from dtfcli.models.swin import DTFSwin
 from dtfcli.models.temporal import (
     TEMPORAL_KINDS,
