@@ -213,11 +213,11 @@ def frame_aggregation_backward(
     grads = [g for g in (grad_y, grad_corr) if g is not None]
     if not usable(x, convert_half=True) or any(g.device.type != "cpu" or not g.is_floating_point() for g in grads):
         return None
-    dtype = x.dtype
-    x = x.float()
     b, t, c, h, w = x.shape
     if aggregate and t > 1 and (weights is None or not weights.is_contiguous()):
         return None
+    dtype = x.dtype
+    x = x.float()
     k2 = kernel_size * kernel_size
     grad_y = grad_y.float().contiguous() if grad_y is not None else None
     grad_corr = grad_corr.float().contiguous() if grad_corr is not None else None
