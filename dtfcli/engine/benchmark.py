@@ -7,7 +7,7 @@ device; only a GPU's are meant to be quoted.
 
 Peak training memory: on CUDA, `torch.cuda.max_memory_allocated` after a reset, minus what
 was allocated before the step. On CPU there is no allocator counter, so each configuration
-runs in a fresh interpreter (`_cpu_memory_probe`), which reads its peak resident set
+runs in a fresh interpreter (`dtfcli.engine.benchmark_memory`), which reads its peak resident set
 (`ru_maxrss`) after two training steps and subtracts its resident set before the first
 one (`/proc/self/statm`): the memory the steps themselves needed, in MiB.
 
@@ -17,203 +17,45 @@ Suites: ``flops`` (params and GFLOPs per view next to the paper's), ``inference`
 
 from __future__ import annotations
 
-import functools
 import gc
-import json
 import os
-import resource
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from dtfcli import native
+from dtfcli.engine.benchmark_memory import cpu_training_peak_mib, cuda_peak_mib
+from dtfcli.engine.benchmark_setup import (
+    Comparison,
+    Contender,
+    RunOptions,
+    Target,
+    block_comparisons,
+    build_module,
+    contender_gflops,
+    inference_step,
+    model_comparisons,
+    prepare,
+    resolve_device,
+    training_step,
+)
 from dtfcli.engine.runtime import cpu_allocator_label, denormals_label
 
+__all__ = [
+    "SUITES", "Comparison", "Contender", "RunOptions", "Target", "block_comparisons", "build_module",
+    "compare", "compare_inference", "compare_training", "contender_gflops", "cpu_training_peak_mib",
+    "machine_info", "model_comparisons", "parse_suites", "resolve_device", "run_benchmark",
+    "run_comparisons", "target_summary", "time_alternating",
+]  # fmt: skip
+
 SUITES = ("flops", "inference", "train", "block", "decode")
-MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Contender:
-    """One module at one input: a registry model, a torchvision video model or a lone block.
-
-    ``name``: a registry name (``dtfnet_r50``), ``torchvision:<builder>`` (``torchvision:swin3d_b``)
-    or ``block:<dtf|conv1d|tsm>``. ``shape``: one sample's input, (3, T, H, W) for models,
-    (C, T, H, W) for blocks.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-
-    @property
-    def is_block(self) -> bool:
-        return self.name.startswith("block:")
-
-    @property
-    def input_label(self) -> str:
-        """``16x256`` (frames x crop) for a model, ``C64 T4 64x64`` for a block."""
-        if self.is_block:
-            return f"C{self.shape[0]} T{self.shape[1]} {self.shape[2]}x{self.shape[3]}"
-        return f"{self.shape[1]}x{self.shape[-1]}"
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} {self.input_label}"
-
-
-@dataclass(frozen=True)
-class Target:
-    """A target of the issue: the candidate/baseline ratio of ``metric`` must be ``op`` ``value``."""
-
-    metric: str  # "throughput" (candidate / baseline clips/s) or "memory" (candidate / baseline MiB)
-    op: str  # ">=" or "<="
-    value: float
-    devices: tuple[str, ...] = ("cpu", "cuda")
-
-    def check(self, measured: float | None) -> bool | None:
-        if measured is None:
-            return None
-        return measured >= self.value if self.op == ">=" else measured <= self.value
-
-
-@dataclass(frozen=True)
-class Comparison:
-    group: str
-    candidate: Contender
-    baseline: Contender
-    targets: dict[str, tuple[Target, ...]] = field(default_factory=dict)  # suite -> targets
-    proxy: bool = False  # targets stated for the full-size models, checked here on a small one
-    suites: tuple[str, ...] = ("inference", "train")
-
-
-INFER_R50 = Target("throughput", ">=", 0.92)
-TRAIN_R50 = (Target("throughput", ">=", 0.90), Target("memory", "<=", 1.25))
-INFER_SWIN3D = Target("throughput", ">=", 1.5, devices=("cpu",))
-
-
-def model_comparisons(quick: bool = False, device_type: str = "cpu") -> list[Comparison]:
-    """The model pairs of the issue: full size, or tiny models at small inputs (``quick``)."""
-    r50_targets = {"inference": (INFER_R50,), "train": TRAIN_R50}
-    if quick:
-        tiny = (3, 8, 64, 64)
-        return [
-            Comparison("tiny ResNet", Contender("dtfnet_tiny", tiny), Contender("c2d_tiny", tiny), r50_targets, True),
-            Comparison("tiny ResNet", Contender("dtfnet_tiny", tiny), Contender("tsm_tiny", tiny)),
-            # Inference only: a quick run stays well under a minute on two CPU cores.
-            Comparison(
-                "tiny Swin", Contender("dtf_swin_tiny", tiny), Contender("c2d_swin_tiny", tiny), suites=("inference",)
-            ),
-        ]
-    r50, swin64, swin32 = (3, 16, 256, 256), (3, 64, 224, 224), (3, 32, 224, 224)
-    tiny = (3, 16, 112, 112)
-    # Swin-B at 64 frames and R(2+1)D-18 at 16 x 256 train at well over 10 s a step on a
-    # CPU (Swin-B with tens of GiB): their training is compared on a GPU only.
-    heavy_suites = ("inference", "train") if device_type == "cuda" else ("inference",)
-    return [
-        Comparison("R50 16x256", Contender("dtfnet_r50", r50), Contender("c2d_r50", r50), r50_targets),
-        Comparison("R50 16x256", Contender("dtfnet_r50", r50), Contender("tsm_r50", r50)),
-        Comparison(
-            "R50 16x256", Contender("dtfnet_r50", r50), Contender("torchvision:r2plus1d_18", r50), suites=heavy_suites
-        ),
-        Comparison(
-            "Swin-B, 16 frames inside",
-            Contender("dtf_swin_b", swin64),
-            Contender("c2d_swin_b", swin64),
-            suites=heavy_suites,
-        ),
-        # Video Swin's patch is 2 x 4 x 4, DTF-Transformer's 4 x 4 x 4: 32 and 64 input frames
-        # are both 16 inside the network.
-        Comparison(
-            "Swin-B, 16 frames inside",
-            Contender("dtf_swin_b", swin64),
-            Contender("torchvision:swin3d_b", swin32),
-            {"inference": (INFER_SWIN3D,)},
-            suites=heavy_suites,
-        ),
-        Comparison("tiny ResNet", Contender("dtfnet_tiny", tiny), Contender("c2d_tiny", tiny)),
-        Comparison("tiny ResNet", Contender("dtfnet_tiny", tiny), Contender("tsm_tiny", tiny)),
-        Comparison("tiny Swin", Contender("dtf_swin_tiny", tiny), Contender("c2d_swin_tiny", tiny)),
-    ]
-
-
-def block_comparisons(quick: bool = False, amp: bool = False) -> list[Comparison]:
-    """The DTF block vs a temporal conv and TSM at the layer shapes of DTF-Net R50 (16 frames, 256);
-    under autocast (``amp``) also vs itself with ``float32_spectrum=True``, the released code's
-    float32 path."""
-    shapes = (
-        [(16, 4, 16, 16), (64, 4, 8, 8)]
-        if quick
-        else [(64, 4, 64, 64), (128, 4, 32, 32), (256, 4, 16, 16), (512, 4, 8, 8)]
-    )
-    out = []
-    for shape in shapes:
-        group = f"block C={shape[0]} T={shape[1]} {shape[2]}x{shape[3]}"
-        for baseline in ("conv1d", "tsm") + (("dtf-float32-spectrum",) if amp else ()):
-            out.append(Comparison(group, Contender("block:dtf", shape), Contender(f"block:{baseline}", shape)))
-    return out
-
-
-def build_module(contender: Contender, num_classes: int = 400) -> nn.Module:
-    """A freshly initialised module for a contender (random weights: speed does not depend on them)."""
-    name, shape = contender.name, contender.shape
-    if contender.is_block:
-        from dtfcli.models import DTFBlock, TemporalConv, TemporalShift
-
-        kind, (channels, frames) = name.split(":", 1)[1], shape[:2]
-        builders = {
-            "dtf": lambda: DTFBlock(channels, frames),
-            "dtf-float32-spectrum": lambda: DTFBlock(channels, frames, float32_spectrum=True),
-            "conv1d": lambda: TemporalConv(channels),
-            "tsm": lambda: TemporalShift(),
-        }
-        if kind not in builders:
-            raise ValueError(f"unknown block {kind!r}; choose one of {', '.join(builders)}")
-        return builders[kind]()
-    if name.startswith("torchvision:"):
-        import torchvision.models.video as tv_video
-
-        builder = getattr(tv_video, name.split(":", 1)[1], None)
-        if builder is None:
-            raise ValueError(f"torchvision.models.video has no model {name.split(':', 1)[1]!r}")
-        return builder(weights=None, num_classes=num_classes)
-    from dtfcli.models import create_model
-
-    return create_model(name, num_classes=num_classes, num_frames=shape[1], crop_size=shape[-1])
-
-
-@functools.cache
-def contender_gflops(contender: Contender) -> float | None:
-    """GFLOPs per view (multiply-adds, counted on the meta device), None where it cannot be counted."""
-    from dtfcli.models import measure_cost
-
-    try:
-        with torch.device("meta"):
-            module = build_module(contender)
-        return round(measure_cost(module, (1, *contender.shape)).gflops, 2)
-    except (RuntimeError, NotImplementedError, TypeError, ValueError):  # not traceable on meta: no figure
-        return None
 
 
 # ----------------------------------------------------------------------------- timing
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a clear error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA GPU is available on this machine (use cpu or auto)")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise ValueError(f"unknown device {device!r}; choose auto, cpu or cuda[:N]")
-    return torch.device(device)
 
 
 def _sync(device: torch.device) -> None:
@@ -245,82 +87,10 @@ def time_alternating(
     return times
 
 
-@dataclass
-class RunOptions:
-    device: torch.device
-    batch: int
-    iters: int = 5
-    warmup: int = 1
-    amp_dtype: torch.dtype | None = None  # e.g. torch.bfloat16 on a GPU
-    channels_last: bool = False
-    compile: bool = False
-    parallel_memory_probes: bool = False  # CPU: measure the contenders' memory at the same time
-
-    def describe(self) -> dict:
-        return {
-            "device": str(self.device),
-            "batch": self.batch,
-            "iters": self.iters,
-            "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32",
-            "channels_last": self.channels_last,
-            "compile": self.compile,
-        }
-
-
-def _prepare(contender: Contender, opts: RunOptions, train: bool) -> tuple[nn.Module, torch.Tensor]:
-    module = build_module(contender).to(opts.device).train(train)
-    x = torch.randn(opts.batch, *contender.shape, device=opts.device)
-    if opts.channels_last:
-        # Only the 5-D weights (3D convs): `module.to(memory_format=...)` refuses the 2-D/4-D
-        # ones that DTF blocks and heads hold.
-        for p in module.parameters():
-            if p.dim() == 5:
-                p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    if train and contender.is_block:
-        x.requires_grad_(True)  # a lone block: let the gradient reach its input, as inside a network
-    if opts.compile:
-        module = torch.compile(module)
-    return module, x
-
-
-def _autocast(opts: RunOptions):
-    if opts.amp_dtype is None:
-        return nullcontext()
-    return torch.autocast(opts.device.type, dtype=opts.amp_dtype)
-
-
-def _inference_step(module: nn.Module, x: torch.Tensor, opts: RunOptions) -> Callable[[], None]:
-    def step() -> None:
-        with torch.inference_mode(), _autocast(opts):
-            module(x)
-
-    return step
-
-
-def _training_step(module: nn.Module, x: torch.Tensor, opts: RunOptions) -> Callable[[], None]:
-    """One SGD step (momentum 0.9, as the paper's recipe) on random labels; blocks use a mean-square loss."""
-    optimiser = torch.optim.SGD(
-        [p for p in module.parameters() if p.requires_grad] or [torch.zeros(1)], lr=1e-3, momentum=0.9
-    )
-    labels = torch.randint(0, 400, (x.shape[0],), device=x.device)
-
-    def step() -> None:
-        optimiser.zero_grad(set_to_none=True)
-        x.grad = None  # a lone block's input gradient: do not accumulate it over steps
-        with _autocast(opts):
-            out = module(x)
-        loss = nn.functional.cross_entropy(out.float(), labels) if out.dim() == 2 else out.float().square().mean()
-        loss.backward()
-        optimiser.step()
-
-    return step
-
-
 def compare(contenders: list[Contender], opts: RunOptions, train: bool, measure_memory: bool = True) -> list[dict]:
     """Time the contenders side by side: clips/s (and step seconds) per contender."""
-    prepared = [_prepare(c, opts, train) for c in contenders]
-    make_step = _training_step if train else _inference_step
+    prepared = [prepare(c, opts, train) for c in contenders]
+    make_step = training_step if train else inference_step
     steps = [make_step(module, x, opts) for module, x in prepared]
     times = time_alternating(steps, opts.device, opts.iters, opts.warmup)
     results = [
@@ -328,7 +98,7 @@ def compare(contenders: list[Contender], opts: RunOptions, train: bool, measure_
     ]
     if train and measure_memory and opts.device.type == "cuda":
         for result, step in zip(results, steps, strict=True):
-            result["peak_mib"] = _cuda_peak_mib(step, opts.device)
+            result["peak_mib"] = cuda_peak_mib(step, opts.device)
     del prepared, steps
     gc.collect()
     return results
@@ -353,103 +123,6 @@ def compare_training(contenders: list[Contender], opts: RunOptions, measure_memo
         for result, peak in zip(results, peaks, strict=True):
             result["peak_mib"] = peak
     return results
-
-
-def _cuda_peak_mib(step: Callable[[], None], device: torch.device) -> float:
-    torch.cuda.synchronize(device)
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    step()
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - before) / MIB
-
-
-def cpu_training_peak_mib(
-    contenders: list[Contender],
-    batch: int,
-    parallel: bool = False,
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-) -> list[float]:
-    """Peak memory of a CPU training step (MiB), each contender measured in a fresh interpreter.
-
-    ``parallel`` runs the probes at the same time (quicker; only for models that fit together).
-    """
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-        # A fixed mmap threshold makes glibc hand large freed blocks back to the kernel, so the
-        # resident set follows the live tensors instead of keeping a warm-up step's heap.
-        "MALLOC_MMAP_THRESHOLD_": "131072",
-    }
-    code = "import sys; from dtfcli.engine.benchmark import _cpu_memory_probe; _cpu_memory_probe(sys.argv[1])"
-
-    def launch(contender: Contender) -> subprocess.Popen:
-        args = json.dumps(
-            {
-                "name": contender.name,
-                "shape": list(contender.shape),
-                "batch": batch,
-                "threads": torch.get_num_threads(),
-                "channels_last": channels_last,
-                "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
-            }
-        )
-        return subprocess.Popen(
-            [sys.executable, "-c", code, args], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-
-    def collect(contender: Contender, proc: subprocess.Popen) -> float:
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            last = (err.strip().splitlines() or ["no output"])[-1]
-            raise RuntimeError(f"memory probe for {contender.label} failed: {last}")
-        return json.loads(out.strip().splitlines()[-1])["peak_mib"]
-
-    if parallel:
-        procs = [launch(c) for c in contenders]
-        return [collect(c, p) for c, p in zip(contenders, procs, strict=True)]
-    return [collect(c, launch(c)) for c in contenders]
-
-
-def _proc_status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key))
-
-
-def _cpu_memory_probe(args_json: str) -> None:
-    """Entry point of the fresh interpreter: print a training step's peak memory as JSON.
-
-    One warm-up step first (gradients, optimiser state, one-time library buffers), then the
-    kernel's peak-RSS mark is reset (/proc/self/clear_refs) and one more step is measured:
-    the memory the step needs above the model and its optimiser state, as on CUDA. Where the
-    mark cannot be reset, the measurement starts before the first step (ru_maxrss).
-    """
-    args = json.loads(args_json)
-    torch.set_num_threads(args["threads"])
-    opts = RunOptions(
-        device=torch.device("cpu"),
-        batch=args["batch"],
-        channels_last=args["channels_last"],
-        amp_dtype=getattr(torch, args["amp"]) if args["amp"] else None,
-    )
-    module, x = _prepare(Contender(args["name"], tuple(args["shape"])), opts, train=True)
-    step = _training_step(module, x, opts)
-    try:
-        step()
-        gc.collect()
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current resident set
-        before = _proc_status_kib("VmRSS")
-        step()
-        peak = _proc_status_kib("VmHWM")
-    except OSError:
-        gc.collect()
-        before = _proc_status_kib("VmRSS")
-        step()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"peak_mib": round(max(peak - before, 0) / 1024, 1)}))
 
 
 # ----------------------------------------------------------------------------- suites
