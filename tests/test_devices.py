@@ -14,6 +14,16 @@ from dtfcli.models import DTFBlock, create_model
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture(autouse=True)
+def _full_float32_on_gpus():
+    """cuDNN's convolutions default to TF32 on recent GPUs (10 mantissa bits): the float32
+    comparisons here are of float32 arithmetic."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def _tiny_model(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     random_layers = {"stochastic_depth": 0.0} if "swin" in name else {}
