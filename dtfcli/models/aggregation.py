@@ -67,6 +67,8 @@ class _FrameAggregationFn(torch.autograd.Function):
         ctx.kernel_size = kernel_size
         ctx.aggregate = aggregate
         fused = native.frame_aggregation(x, kernel_size, aggregate, need_weights=ctx.needs_input_grad[0])
+        if fused is None:
+            fused = native.gpu_frame_aggregation(x, kernel_size, aggregate, need_weights=ctx.needs_input_grad[0])
         if fused is not None:
             y, corr, weights = fused
             ctx.save_for_backward(x, weights)
@@ -101,6 +103,8 @@ class _FrameAggregationFn(torch.autograd.Function):
     def backward(ctx, grad_y: Tensor | None, grad_corr: Tensor | None):
         x, weights = ctx.saved_tensors
         fused = native.frame_aggregation_backward(x, weights, grad_y, grad_corr, ctx.kernel_size, ctx.aggregate)
+        if fused is None:
+            fused = native.gpu_frame_aggregation_backward(x, weights, grad_y, grad_corr, ctx.kernel_size, ctx.aggregate)
         if fused is not None:
             return fused, None, None
         return _FrameAggregationFn._backward_tensor_ops(ctx, x, weights, grad_y, grad_corr)

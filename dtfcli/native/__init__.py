@@ -329,3 +329,85 @@ def window_attention(qkv: torch.Tensor, addend: torch.Tensor, index: torch.Tenso
         torch.get_num_threads(),
     )
     return None if failed else out
+
+
+# --- GPU: Triton kernels ----------------------------------------------------------------
+# On CUDA tensors the aggregation's tensor-operation path is about 70 kernel launches
+# forward and 250 backward per block; `triton_aggregation` does it in one and two. Triton
+# comes with PyTorch's CUDA wheels on Linux; without it (or with ``DTF_TRITON=0``) CUDA
+# tensors take the tensor operations.
+
+_triton_status: str | None = None
+_triton_module = None
+
+
+def _off(variable: str) -> bool:
+    return os.environ.get(variable, "1").strip().lower() in ("0", "false", "off", "no")
+
+
+def _triton():
+    global _triton_status, _triton_module
+    if _off("DTF_TRITON"):
+        return None  # read on every call, so that a test or a session can turn it off
+    if _triton_status is None:
+        try:
+            from dtfcli.native import triton_aggregation
+
+            _triton_module = triton_aggregation
+            _triton_status = f"Triton {triton_aggregation.triton.__version__}"
+        except Exception as error:  # ImportError, or a Triton that fails to initialise
+            _triton_status = f"tensor operations (no Triton: {type(error).__name__}: {error})"
+    return _triton_module
+
+
+def gpu_status() -> str:
+    """Which path the DTF block's frame-wise aggregation takes on CUDA tensors."""
+    if _off("DTF_TRITON"):
+        return "off (DTF_TRITON=0): tensor operations"
+    _triton()
+    return _triton_status or ""
+
+
+def _interpreting() -> bool:
+    # Triton's interpreter runs kernels on CPU tensors; the tests use it (no GPU needed).
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_usable(x: torch.Tensor) -> bool:
+    """Whether the Triton kernels take x: a contiguous float32/bfloat16/float16 CUDA tensor
+    (a CPU one under Triton's interpreter), outside tracing and torch.compile."""
+    if not (x.is_cuda or (_interpreting() and x.device.type == "cpu")):
+        return False
+    if x.dtype not in (torch.float32, *_HALF) or not x.is_contiguous():
+        return False
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    return _triton() is not None
+
+
+def gpu_frame_aggregation(
+    x: torch.Tensor, kernel_size: int, aggregate: bool, need_weights: bool
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None] | None:
+    """`frame_aggregation` for CUDA tensors by the Triton kernels, or None when the caller
+    must use its tensor-operation path. Y and corr have x's dtype, the weights float32."""
+    if not triton_usable(x):
+        return None
+    return _triton_module.frame_aggregation(x, kernel_size, aggregate, need_weights)
+
+
+def gpu_frame_aggregation_backward(
+    x: torch.Tensor,
+    weights: torch.Tensor | None,
+    grad_y: torch.Tensor | None,
+    grad_corr: torch.Tensor | None,
+    kernel_size: int,
+    aggregate: bool,
+) -> torch.Tensor | None:
+    """`frame_aggregation_backward` for CUDA tensors by the Triton kernels, or None."""
+    grads = [g for g in (grad_y, grad_corr) if g is not None]
+    if not triton_usable(x) or any(g.device != x.device or not g.is_floating_point() for g in grads):
+        return None
+    b, t = x.shape[:2]
+    if aggregate and t > 1 and grad_y is not None and (weights is None or weights.dtype != torch.float32):
+        return None  # weights from another path (the tensor operations keep x's dtype)
+    return _triton_module.frame_aggregation_backward(x, weights, grad_y, grad_corr, kernel_size, aggregate)

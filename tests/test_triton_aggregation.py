@@ -1,0 +1,241 @@
+"""The frame-wise aggregation's Triton kernels (CUDA), checked without a GPU.
+
+- In Triton's interpreter, which runs the kernels' source on CPU tensors: against the
+  eq. 6-8 brute force and autograd through it, as `test_native.py` checks the C kernels.
+  The interpreter must be chosen before Triton is imported, so these tests run in a
+  subprocess (`test_kernels_in_the_triton_interpreter`) and are skipped in this one.
+- Compiled for Hopper (sm_90) ahead of time, as a GPU would compile them on first use:
+  they must compile, for float32 and bfloat16 features.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_aggregation import brute_force_aggregation
+
+from dtfcli import native
+from dtfcli.models import DTFBlock, frame_aggregation
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+interpreted = pytest.mark.skipif(not INTERPRETED, reason="runs in test_kernels_in_the_triton_interpreter")
+
+try:
+    import triton  # noqa: F401
+
+    from dtfcli.native import triton_aggregation
+except Exception:  # no Triton in this environment
+    triton_aggregation = None
+needs_triton = pytest.mark.skipif(triton_aggregation is None, reason="Triton is not installed")
+
+
+@needs_triton
+@pytest.mark.skipif(INTERPRETED, reason="the parent process runs the interpreted tests")
+def test_kernels_in_the_triton_interpreter():
+    env = {**os.environ, "TRITON_INTERPRET": "1", "DTF_NATIVE": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parents[1],
+    )
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) >= 20, summary  # the interpreted tests ran, not skipped
+
+
+def _frames(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(1, 2).contiguous()
+
+
+@interpreted
+@pytest.mark.parametrize(
+    "shape,k",
+    [
+        ((2, 6, 4, 5, 6), 3),
+        ((1, 3, 1, 4, 4), 3),  # one frame: correlation only
+        ((1, 4, 3, 6, 3), 5),
+        ((1, 5, 3, 2, 9), 1),
+        ((1, 11, 3, 9, 10), 3),  # 90 locations: two programs per frame, 11 channels: a partial block
+    ],
+)
+@pytest.mark.parametrize("aggregate", [True, False])
+def test_forward_kernel_equals_brute_force(shape, k, aggregate):
+    x = torch.randn(shape)
+    y, corr, weights = triton_aggregation.frame_aggregation(_frames(x), k, aggregate, need_weights=True)
+    y_ref, corr_ref = brute_force_aggregation(x.double(), k)
+    torch.testing.assert_close(corr.transpose(1, 2).double(), corr_ref, rtol=1e-5, atol=1e-5)
+    if aggregate:
+        torch.testing.assert_close(y.transpose(1, 2).double(), y_ref, rtol=1e-5, atol=1e-5)
+        if shape[2] > 1:
+            expected = torch.softmax(corr_ref[:, :, 1:].double(), dim=1)
+            torch.testing.assert_close(weights.transpose(1, 2).double(), expected, rtol=1e-5, atol=1e-6)
+    else:
+        assert y is None and weights is None
+
+
+@interpreted
+@pytest.mark.parametrize(
+    "shape,k", [((2, 6, 4, 5, 6), 3), ((1, 3, 1, 4, 4), 3), ((1, 4, 3, 6, 3), 5), ((1, 11, 3, 9, 10), 3)]
+)
+@pytest.mark.parametrize("aggregate", [True, False])
+@pytest.mark.parametrize("with_grad_y,with_grad_corr", [(True, True), (True, False), (False, True)])
+def test_backward_kernels_equal_autograd_through_brute_force(shape, k, aggregate, with_grad_y, with_grad_corr):
+    x = torch.randn(shape)
+    grad_y = torch.randn(shape) if with_grad_y else None
+    grad_corr = torch.randn(shape[0], k * k, *shape[2:]) if with_grad_corr else None
+    x64 = x.double().requires_grad_(True)
+    y_ref, corr_ref = brute_force_aggregation(x64, k)
+    if not aggregate:
+        y_ref = x64
+    loss = sum((out * g.double()).sum() for out, g in ((y_ref, grad_y), (corr_ref, grad_corr)) if g is not None)
+    (expected,) = torch.autograd.grad(loss, x64)
+
+    _, _, weights = triton_aggregation.frame_aggregation(_frames(x), k, aggregate, need_weights=True)
+    got = triton_aggregation.frame_aggregation_backward(
+        _frames(x),
+        weights,
+        _frames(grad_y) if grad_y is not None else None,
+        _frames(grad_corr) if grad_corr is not None else None,
+        k,
+        aggregate,
+    )
+    torch.testing.assert_close(got.transpose(1, 2).double(), expected, rtol=1e-4, atol=1e-4)
+
+
+@interpreted
+def test_padding_keeps_non_finite_values_of_other_rows_out():
+    # An inf in the last column is the flat neighbour of the next row's first column; zero
+    # padding must not read it (masked loads), forward and backward.
+    x = torch.randn(1, 2, 4, 5, 5)
+    x[:, 1, :, 1, 4] = float("inf")
+    y, corr, _ = triton_aggregation.frame_aggregation(_frames(x), 3, True, need_weights=False)
+    y_ref, corr_ref = brute_force_aggregation(x.double(), 3)
+    at = (slice(None), slice(None), 1, 2, 0)
+    assert torch.isfinite(corr_ref[at]).all() and torch.isfinite(y_ref[at]).all()
+    torch.testing.assert_close(corr.transpose(1, 2)[at].double(), corr_ref[at], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y.transpose(1, 2)[at].double(), y_ref[at], rtol=1e-5, atol=1e-5)
+
+    x = torch.randn(1, 4, 3, 5, 5)
+    grad_y = torch.randn(1, 4, 3, 5, 5)
+    grad_y[:, 1, :, 1, 4] = float("inf")
+    x64 = x.double().requires_grad_(True)
+    y_ref, _ = brute_force_aggregation(x64, 3)
+    (expected,) = torch.autograd.grad((y_ref * grad_y.double().nan_to_num(posinf=0.0)).sum(), x64)
+    _, _, weights = triton_aggregation.frame_aggregation(_frames(x), 3, True, need_weights=True)
+    got = triton_aggregation.frame_aggregation_backward(_frames(x), weights, _frames(grad_y), None, 3, True)
+    at = (slice(None), slice(None), 2, 2, 0)
+    assert torch.isfinite(got.transpose(1, 2)[at]).all()
+    torch.testing.assert_close(got.transpose(1, 2)[at].double(), expected[at], rtol=1e-4, atol=1e-4)
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_features_are_computed_in_float32_and_rounded_once(dtype):
+    x = torch.randn(1, 6, 3, 5, 6).to(dtype)
+    y, corr, _ = triton_aggregation.frame_aggregation(_frames(x), 3, True, need_weights=False)
+    y32, corr32, _ = triton_aggregation.frame_aggregation(_frames(x.float()), 3, True, need_weights=False)
+    assert y.dtype == corr.dtype == dtype
+    # within one unit in the last place of the float32 result (the interpreter's
+    # conversion may truncate where a GPU rounds to nearest)
+    ulp = torch.finfo(dtype).eps
+    torch.testing.assert_close(y.float(), y32, rtol=ulp, atol=1e-6)
+    torch.testing.assert_close(corr.float(), corr32, rtol=ulp, atol=1e-6)
+
+
+@interpreted
+def test_the_autograd_function_takes_the_kernels_and_matches_tensor_operations(monkeypatch):
+    calls = []
+    forward, backward = native.gpu_frame_aggregation, native.gpu_frame_aggregation_backward
+
+    def counted(fn):
+        def wrapper(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            calls.append(out is not None)
+            return out
+
+        return wrapper
+
+    monkeypatch.setattr(native, "gpu_frame_aggregation", counted(forward))
+    monkeypatch.setattr(native, "gpu_frame_aggregation_backward", counted(backward))
+    x = torch.randn(2, 8, 4, 6, 7, requires_grad=True)
+    y, corr = frame_aggregation(x)
+    (y.square().sum() + corr.sin().sum()).backward()
+    grad = x.grad.clone()
+    assert calls == [True, True], calls
+
+    monkeypatch.setenv("DTF_TRITON", "0")
+    assert native.gpu_status().startswith("off")
+    x.grad = None
+    y2, corr2 = frame_aggregation(x)
+    (y2.square().sum() + corr2.sin().sum()).backward()
+    assert calls == [True, True, False, False]
+    torch.testing.assert_close(y, y2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(corr, corr2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, x.grad, rtol=1e-4, atol=1e-4)
+
+
+@interpreted
+@pytest.mark.parametrize("training", [False, True])
+def test_dtf_block_is_the_same_with_the_kernels(monkeypatch, training):
+    block = DTFBlock(16, 4, filter_groups=4).train(training)
+    with torch.no_grad():
+        block.alpha.normal_()
+        block.norm.running_mean.normal_()
+        block.norm.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 16, 4, 6, 6, requires_grad=True)
+    out = block(x)
+    out.square().sum().backward()
+    grads = [x.grad.clone()] + [p.grad.clone() for p in block.parameters() if p.grad is not None]
+    x.grad = None
+    block.zero_grad()
+    monkeypatch.setenv("DTF_TRITON", "0")
+    out2 = block(x)
+    out2.square().sum().backward()
+    grads2 = [x.grad] + [p.grad for p in block.parameters() if p.grad is not None]
+    torch.testing.assert_close(out, out2, rtol=1e-4, atol=1e-4)
+    for g, g2 in zip(grads, grads2, strict=True):
+        torch.testing.assert_close(g, g2, rtol=1e-4, atol=1e-4)
+
+
+def _signature(name: str, dtype: str) -> dict:
+    sizes = {"frames": "i32", "channels": "i32", "height": "i32", "width": "i32"}
+    f, f32 = f"*{dtype}", "*fp32"
+    return {
+        "forward": {"x": f, "y": f, "corr": f, "weights": f32, **sizes, "inv_c": "fp32"},
+        "score_grad": {"x": f, "weights": f32, "grad_y": f, "grad_corr": f, "scores": f32, **sizes, "inv_c": "fp32"},
+        "input_grad": {"x": f, "weights": f32, "grad_y": f, "scores": f32, "grad_x": f, **sizes},
+    }[name]
+
+
+_FLAGS = {
+    "forward": {"K": 3, "KK": 16, "AGGREGATE": True, "STORE_WEIGHTS": True},
+    "score_grad": {"K": 3, "KK": 16, "THROUGH_SOFTMAX": True, "HAS_GRAD_CORR": True},
+    "input_grad": {"K": 3, "AGGREGATE": True, "HAS_GRAD_Y": True},
+}
+
+
+@needs_triton
+@pytest.mark.skipif(INTERPRETED, reason="the interpreter does not compile")
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_kernels_compile_for_hopper(dtype):
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    for name, source in triton_aggregation._SOURCES.items():
+        constants = {**_FLAGS[name], "BLOCK_L": triton_aggregation.BLOCK_L, "BLOCK_C": triton_aggregation.BLOCK_C}
+        signature = {**_signature(name, dtype), **dict.fromkeys(constants, "constexpr")}
+        compiled = triton.compile(
+            ASTSource(fn=triton.jit(source), signature=signature, constexprs=constants),
+            target=GPUTarget("cuda", 90, 32),
+            options={"num_warps": triton_aggregation.NUM_WARPS},
+        )
+        assert len(compiled.asm["cubin"]) > 1000, name
