@@ -32,7 +32,8 @@ def to_markdown(report: dict) -> str:
         f"; CPU allocator: {m.get('cpu_allocator', 'system default')}"
         f"; denormals: {m.get('cpu_denormals', 'kept')}"
         f"; DTF CPU kernels: {m.get('dtf_cpu_kernels', 'tensor operations')}"
-        f"; {m['date']}; commit {m['commit']}; "
+        + (f"; DTF GPU kernels: {m['dtf_gpu_kernels']}" if "dtf_gpu_kernels" in m else "")
+        + f"; {m['date']}; commit {m['commit']}; "
         f"1-min load average at start {m['load_average_1min']}.",
         "",
     ]

@@ -99,7 +99,8 @@ def print_report(report: dict) -> None:
         f"{machine['date']}, commit {machine['commit'] or '?'}, load {machine['load_average_1min']}, "
         f"CPU allocator: {machine.get('cpu_allocator', 'system default')}, "
         f"denormals: {machine.get('cpu_denormals', 'kept')}, "
-        f"DTF CPU kernels: {machine.get('dtf_cpu_kernels', 'tensor operations')}",
+        f"DTF CPU kernels: {machine.get('dtf_cpu_kernels', 'tensor operations')}"
+        + (f", DTF GPU kernels: {machine['dtf_gpu_kernels']}" if "dtf_gpu_kernels" in machine else ""),
         highlight=False,
     )
     flops = [r for r in rows if r["suite"] == "flops"]

@@ -338,6 +338,8 @@ def machine_info(device: torch.device) -> dict:
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+        # Triton kernels or the tensor-operation fallback for the DTF block on the GPU
+        info["dtf_gpu_kernels"] = native.gpu_status()
     return info
 
 

@@ -246,17 +246,32 @@ def frame_aggregation_backward(
 
 def modulate_usable(spectrum: torch.Tensor, filt: torch.Tensor) -> bool:
     """Whether `modulate` takes these: spectrum (B, M, 2, C/G, G, L) and filter
-    (B, C/G, 2, M, L), both contiguous on the CPU, float32 (or both of one half dtype)."""
+    (B, C/G, 2, M, L), both contiguous, float32 (or both of one half dtype), on the CPU
+    (the C kernels) or on a GPU (the Triton kernels)."""
     if spectrum.dim() != 6 or filt.dim() != 5 or spectrum.dtype != filt.dtype:
         return False
     b, m, _, cg, _, length = spectrum.shape
-    return filt.shape == (b, cg, 2, m, length) and usable(spectrum, True) and usable(filt, True)
+    if filt.shape != (b, cg, 2, m, length):
+        return False
+    if _on_triton(spectrum, filt):
+        return True
+    return usable(spectrum, True) and usable(filt, True)
+
+
+def _on_triton(spectrum: torch.Tensor, filt: torch.Tensor) -> bool:
+    """Whether the modulation goes to the Triton kernels: on a GPU (or in Triton's
+    interpreter, the tests, where the C kernels are off)."""
+    if spectrum.device.type == "cpu" and usable(spectrum, True):
+        return False
+    return triton_usable(spectrum) and triton_usable(filt)
 
 
 def modulate(spectrum: torch.Tensor, filt: torch.Tensor) -> torch.Tensor | None:
     """S' = S * S_c on the DTF block's layouts (see `modulate_usable`), in their dtype, or None."""
     if not modulate_usable(spectrum, filt):
         return None
+    if _on_triton(spectrum, filt):
+        return _triton_kernels["modulation"].modulate(spectrum, filt)
     dtype = spectrum.dtype
     kernel = _library.dtf_modulate_bf16 if dtype == torch.bfloat16 else _library.dtf_modulate_f32
     if dtype == torch.float16:
@@ -272,6 +287,8 @@ def modulate_backward(
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Gradients of `modulate` with respect to the spectrum and the filter (summed over the
     group), each only where asked for, in the inputs' dtype."""
+    if _on_triton(spectrum, filt):
+        return _triton_kernels["modulation"].modulate_backward(spectrum, filt, grad, need_spectrum, need_filter)
     dtype = spectrum.dtype
     kernel = _library.dtf_modulate_backward_bf16 if dtype == torch.bfloat16 else _library.dtf_modulate_backward_f32
     if dtype == torch.float16:
@@ -338,26 +355,27 @@ def window_attention(qkv: torch.Tensor, addend: torch.Tensor, index: torch.Tenso
 # tensors take the tensor operations.
 
 _triton_status: str | None = None
-_triton_module = None
+_triton_kernels: dict = {}
 
 
 def _off(variable: str) -> bool:
     return os.environ.get(variable, "1").strip().lower() in ("0", "false", "off", "no")
 
 
-def _triton():
-    global _triton_status, _triton_module
+def _triton() -> dict | None:
+    """The Triton kernel modules by name, or None (no Triton, or turned off)."""
+    global _triton_status
     if _off("DTF_TRITON"):
         return None  # read on every call, so that a test or a session can turn it off
     if _triton_status is None:
         try:
-            from dtfcli.native import triton_aggregation
+            from dtfcli.native import triton_aggregation, triton_modulation
 
-            _triton_module = triton_aggregation
+            _triton_kernels.update(aggregation=triton_aggregation, modulation=triton_modulation)
             _triton_status = f"Triton {triton_aggregation.triton.__version__}"
         except Exception as error:  # ImportError, or a Triton that fails to initialise
             _triton_status = f"tensor operations (no Triton: {type(error).__name__}: {error})"
-    return _triton_module
+    return _triton_kernels or None
 
 
 def gpu_status() -> str:
@@ -392,7 +410,7 @@ def gpu_frame_aggregation(
     must use its tensor-operation path. Y and corr have x's dtype, the weights float32."""
     if not triton_usable(x):
         return None
-    return _triton_module.frame_aggregation(x, kernel_size, aggregate, need_weights)
+    return _triton_kernels["aggregation"].frame_aggregation(x, kernel_size, aggregate, need_weights)
 
 
 def gpu_frame_aggregation_backward(
@@ -410,4 +428,6 @@ def gpu_frame_aggregation_backward(
     b, t = x.shape[:2]
     if aggregate and t > 1 and grad_y is not None and (weights is None or weights.dtype != torch.float32):
         return None  # weights from another path (the tensor operations keep x's dtype)
-    return _triton_module.frame_aggregation_backward(x, weights, grad_y, grad_corr, kernel_size, aggregate)
+    return _triton_kernels["aggregation"].frame_aggregation_backward(
+        x, weights, grad_y, grad_corr, kernel_size, aggregate
+    )

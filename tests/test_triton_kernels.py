@@ -1,7 +1,9 @@
-"""The frame-wise aggregation's Triton kernels (CUDA), checked without a GPU.
+"""The DTF block's Triton kernels for CUDA tensors (frame-wise aggregation, modulation),
+checked without a GPU.
 
 - In Triton's interpreter, which runs the kernels' source on CPU tensors: against the
-  eq. 6-8 brute force and autograd through it, as `test_native.py` checks the C kernels.
+  eq. 6-8 brute force and autograd through it, and complex tensors for the modulation, as
+  `test_native.py` checks the C kernels.
   The interpreter must be chosen before Triton is imported, so these tests run in a
   subprocess (`test_kernels_in_the_triton_interpreter`) and are skipped in this one.
 - Compiled for Hopper (sm_90) ahead of time, as a GPU would compile them on first use:
@@ -29,9 +31,9 @@ interpreted = pytest.mark.skipif(not INTERPRETED, reason="runs in test_kernels_i
 try:
     import triton  # noqa: F401
 
-    from dtfcli.native import triton_aggregation
+    from dtfcli.native import triton_aggregation, triton_modulation
 except Exception:  # no Triton in this environment
-    triton_aggregation = None
+    triton_aggregation = triton_modulation = None
 needs_triton = pytest.mark.skipif(triton_aggregation is None, reason="Triton is not installed")
 
 
@@ -208,19 +210,31 @@ def test_dtf_block_is_the_same_with_the_kernels(monkeypatch, training):
 
 def _signature(name: str, dtype: str) -> dict:
     sizes = {"frames": "i32", "channels": "i32", "height": "i32", "width": "i32"}
+    spectral = {"bins": "i32", "groups": "i32", "group_size": "i32", "length": "i32"}
     f, f32 = f"*{dtype}", "*fp32"
     return {
         "forward": {"x": f, "y": f, "corr": f, "weights": f32, **sizes, "inv_c": "fp32"},
         "score_grad": {"x": f, "weights": f32, "grad_y": f, "grad_corr": f, "scores": f32, **sizes, "inv_c": "fp32"},
         "input_grad": {"x": f, "weights": f32, "grad_y": f, "scores": f32, "grad_x": f, **sizes},
+        "modulate_forward": {"spectrum": f, "filt": f, "out": f, **spectral},
+        "modulate_backward": {"spectrum": f, "filt": f, "grad": f, "grad_spectrum": f, "grad_filter": f, **spectral},
     }[name]
 
 
-_FLAGS = {
-    "forward": {"K": 3, "KK": 16, "AGGREGATE": True, "STORE_WEIGHTS": True},
-    "score_grad": {"K": 3, "KK": 16, "THROUGH_SOFTMAX": True, "HAS_GRAD_CORR": True},
-    "input_grad": {"K": 3, "AGGREGATE": True, "HAS_GRAD_Y": True},
-}
+def _kernel_sources():
+    """(name, source, constants) of every kernel, with the flags a training step uses."""
+    aggregation = {"BLOCK_L": triton_aggregation.BLOCK_L, "BLOCK_C": triton_aggregation.BLOCK_C}
+    flags = {
+        "forward": {"K": 3, "KK": 16, "AGGREGATE": True, "STORE_WEIGHTS": True},
+        "score_grad": {"K": 3, "KK": 16, "THROUGH_SOFTMAX": True, "HAS_GRAD_CORR": True},
+        "input_grad": {"K": 3, "AGGREGATE": True, "HAS_GRAD_Y": True},
+    }
+    for name, source in triton_aggregation._SOURCES.items():
+        yield name, source, {**flags[name], **aggregation}, triton_aggregation.NUM_WARPS
+    block = {"BLOCK": triton_modulation.BLOCK}
+    yield "modulate_forward", triton_modulation._modulate_forward, block, triton_modulation.NUM_WARPS
+    backward = {"NEED_SPECTRUM": True, "NEED_FILTER": True, **block}
+    yield "modulate_backward", triton_modulation._modulate_backward, backward, triton_modulation.NUM_WARPS
 
 
 @needs_triton
@@ -230,12 +244,70 @@ def test_kernels_compile_for_hopper(dtype):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    for name, source in triton_aggregation._SOURCES.items():
-        constants = {**_FLAGS[name], "BLOCK_L": triton_aggregation.BLOCK_L, "BLOCK_C": triton_aggregation.BLOCK_C}
+    for name, source, constants, warps in _kernel_sources():
         signature = {**_signature(name, dtype), **dict.fromkeys(constants, "constexpr")}
         compiled = triton.compile(
             ASTSource(fn=triton.jit(source), signature=signature, constexprs=constants),
             target=GPUTarget("cuda", 90, 32),
-            options={"num_warps": triton_aggregation.NUM_WARPS},
+            options={"num_warps": warps},
         )
         assert len(compiled.asm["cubin"]) > 1000, name
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("need", [(True, True), (True, False), (False, True)])
+def test_modulation_kernels_are_the_complex_product_and_its_gradient(dtype, need):
+    b, m, cg, g, length = 2, 3, 4, 5, 300  # 300 locations: two blocks, the second partial
+    spectrum = torch.randn(b, m, 2, cg, g, length)
+    filt = torch.randn(b, cg, 2, m, length)
+    grad = torch.randn(b, m, 2, cg, g, length)
+    # reference: complex tensors in float64, the filter broadcast over the group
+    s = torch.complex(spectrum[:, :, 0].double(), spectrum[:, :, 1].double()).requires_grad_(True)
+    f = torch.complex(filt[:, :, 0].double(), filt[:, :, 1].double()).permute(0, 2, 1, 3)  # (B, M, C/G, L)
+    f = f.detach().requires_grad_(True)
+    out = s * f.unsqueeze(3)
+    gc = torch.complex(grad[:, :, 0].double(), grad[:, :, 1].double())
+    # for the real loss Re<g, out>, autograd's gradient (conjugate Wirtinger) is g * conj(f)
+    loss = (gc.conj() * out).real.sum()
+    gs, gf = torch.autograd.grad(loss, (s, f))
+
+    got = triton_modulation.modulate(spectrum.to(dtype), filt.to(dtype))
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 5e-2}
+    assert got.dtype == dtype
+    torch.testing.assert_close(torch.complex(got[:, :, 0].double(), got[:, :, 1].double()), out.detach(), **tol)
+    grad_s, grad_f = triton_modulation.modulate_backward(spectrum.to(dtype), filt.to(dtype), grad.to(dtype), *need)
+    if need[0]:
+        torch.testing.assert_close(torch.complex(grad_s[:, :, 0].double(), grad_s[:, :, 1].double()), gs, **tol)
+    else:
+        assert grad_s is None
+    if need[1]:
+        expected = torch.stack((gf.real, gf.imag), 2).permute(0, 3, 2, 1, 4)  # back to (B, C/G, 2, M, L)
+        torch.testing.assert_close(grad_f.double(), expected, **{**tol, "atol": tol["atol"] * g})
+    else:
+        assert grad_f is None
+
+
+@interpreted
+@pytest.mark.parametrize("training", [False, True])
+def test_the_block_takes_the_modulation_kernels(monkeypatch, training):
+    calls = []
+    for name in ("modulate", "modulate_backward"):
+        kernel = getattr(triton_modulation, name)
+        monkeypatch.setattr(triton_modulation, name, lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    block = DTFBlock(16, 4, filter_groups=4).train(training)
+    x = torch.randn(1, 16, 4, 5, 5, requires_grad=training)
+    out = block(x)
+    if training:
+        out.sum().backward()
+    assert "modulate" in calls and ("modulate_backward" in calls) == training
+
+
+@needs_triton
+@pytest.mark.skipif(INTERPRETED, reason="outside the interpreter only")
+def test_cpu_tensors_never_take_the_triton_path_and_the_status_names_it(monkeypatch):
+    assert native.gpu_status().startswith("Triton ")
+    assert not native.triton_usable(torch.randn(1, 2, 3, 4, 4))
+    assert not native._on_triton(torch.randn(1, 2, 2, 1, 3, 5), torch.randn(1, 1, 2, 2, 5))
+    monkeypatch.setenv("DTF_TRITON", "0")
+    assert native.gpu_status().startswith("off (DTF_TRITON=0)")
