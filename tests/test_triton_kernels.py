@@ -311,3 +311,27 @@ def test_cpu_tensors_never_take_the_triton_path_and_the_status_names_it(monkeypa
     assert not native._on_triton(torch.randn(1, 2, 2, 1, 3, 5), torch.randn(1, 1, 2, 2, 5))
     monkeypatch.setenv("DTF_TRITON", "0")
     assert native.gpu_status().startswith("off (DTF_TRITON=0)")
+
+
+@needs_triton
+@pytest.mark.skipif(INTERPRETED, reason="the script starts its own interpreter")
+def test_a_block_launches_a_few_kernels_on_the_gpu_path():
+    # benchmarks/count_launches.py counts the computing ATen operations and the Triton
+    # launches of one block, the tensor-operation path against the Triton kernels.
+    script = Path(__file__).parents[1] / "benchmarks" / "count_launches.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--channels", "16", "--frames", "4", "--size", "6"],
+        capture_output=True,
+        text=True,
+        cwd=script.parents[1],
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("inference", "training") and len(parts) == 3:
+            counts[parts[0]] = (int(parts[1]), int(parts[2]))
+    (tensor_inf, triton_inf), (tensor_train, triton_train) = counts["inference"], counts["training"]
+    assert tensor_inf > 60 and tensor_train > 250, counts  # the loop over the k^2 offsets
+    assert triton_inf <= 12 and triton_train <= 100, counts
+    assert "triton:aggregation.forward" in proc.stdout and "triton:modulation.backward" in proc.stdout
