@@ -21,6 +21,8 @@ import os
 import subprocess
 import sys
 
+import _common  # noqa: F401  (import path)
+
 NOT_LAUNCHING = {
     "view", "_unsafe_view", "expand", "select", "slice", "transpose", "t", "permute", "unsqueeze", "squeeze",
     "alias", "detach", "as_strided", "unbind", "split", "new_empty", "empty", "empty_like", "empty_strided",

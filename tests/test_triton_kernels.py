@@ -249,7 +249,7 @@ def test_kernels_compile_for_hopper(dtype):
         compiled = triton.compile(
             ASTSource(fn=triton.jit(source), signature=signature, constexprs=constants),
             target=GPUTarget("cuda", 90, 32),
-            options={"num_warps": warps},
+            options={"num_warps": warps, "enable_fp_fusion": True},
         )
         assert len(compiled.asm["cubin"]) > 1000, name
 

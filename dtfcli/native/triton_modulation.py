@@ -106,7 +106,9 @@ def modulate(spectrum: torch.Tensor, filt: torch.Tensor) -> torch.Tensor:
     b, m, _, cg, g, length = spectrum.shape
     out = torch.empty_like(spectrum)
     grid = (b * m * cg, triton.cdiv(g * length, BLOCK))
-    kernels()["forward"][grid](spectrum, filt, out, m, cg, g, length, BLOCK=BLOCK, num_warps=NUM_WARPS)
+    kernels()["forward"][grid](
+        spectrum, filt, out, m, cg, g, length, BLOCK=BLOCK, num_warps=NUM_WARPS, enable_fp_fusion=True
+    )
     return out
 
 
@@ -134,5 +136,6 @@ def modulate_backward(
             NEED_FILTER=need_filter,
             BLOCK=BLOCK,
             num_warps=NUM_WARPS,
+            enable_fp_fusion=True,
         )
     return grad_spectrum, grad_filter
