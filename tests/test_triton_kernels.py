@@ -335,3 +335,28 @@ def test_a_block_launches_a_few_kernels_on_the_gpu_path():
     assert tensor_inf > 60 and tensor_train > 250, counts  # the loop over the k^2 offsets
     assert triton_inf <= 12 and triton_train <= 100, counts
     assert "triton:aggregation.forward" in proc.stdout and "triton:modulation.backward" in proc.stdout
+
+
+@interpreted
+def test_kernels_that_fail_on_a_device_leave_the_block_on_tensor_operations(monkeypatch):
+    # A Triton that cannot compile for the GPU at hand must cost speed, not the run.
+    def broken(*args, **kwargs):
+        raise RuntimeError("PTX .version 9.4 does not support .target sm_61\nmore lines")
+
+    block = DTFBlock(16, 4, filter_groups=4).train()
+    x = torch.randn(1, 16, 4, 5, 5, requires_grad=True)
+    monkeypatch.setenv("DTF_TRITON", "0")
+    expected = block(x)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
+    monkeypatch.delenv("DTF_TRITON")
+
+    monkeypatch.setattr(native, "_triton_checked", {})
+    monkeypatch.setattr(triton_aggregation, "frame_aggregation", broken)
+    with pytest.warns(RuntimeWarning, match=r"do not run on cpu for torch.float32 \(RuntimeError: PTX .version"):
+        out = block(x)
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-4)
+    assert native._triton_checked == {("cpu", torch.float32): False}
+    assert "tensor operations on cpu float32 (kernels failed)" in native.gpu_status()
+    assert not native.triton_usable(x.detach())  # decided once: no second warning, no second try

@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import torch
@@ -379,11 +380,51 @@ def _triton() -> dict | None:
 
 
 def gpu_status() -> str:
-    """Which path the DTF block's frame-wise aggregation takes on CUDA tensors."""
+    """Which path the DTF block's aggregation and modulation take on CUDA tensors."""
     if _off("DTF_TRITON"):
         return "off (DTF_TRITON=0): tensor operations"
     _triton()
-    return _triton_status or ""
+    failed = [f"{dev} {str(dtype).removeprefix('torch.')}" for (dev, dtype), ok in _triton_checked.items() if not ok]
+    return (_triton_status or "") + (f"; tensor operations on {', '.join(failed)} (kernels failed)" if failed else "")
+
+
+# (device, dtype) -> whether every kernel ran there (see `_triton_runs`)
+_triton_checked: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def _triton_runs(device: torch.device, dtype: torch.dtype) -> bool:
+    """Run every Triton kernel once on a small input of this device and dtype, the first
+    time they are asked for there. The kernels compile on first launch; a Triton that
+    cannot compile for this GPU (or this dtype), or returns non-finite values for a finite
+    input, must cost the user speed, not the run: the DTF block then takes its tensor
+    operations on that device and dtype, with one warning."""
+    key = (str(device), dtype)
+    if key not in _triton_checked:
+        aggregation, modulation = _triton_kernels["aggregation"], _triton_kernels["modulation"]
+        try:
+            with torch.no_grad():
+                x = torch.randn(1, 2, 3, 4, 5, device=device).to(dtype)
+                y, corr, weights = aggregation.frame_aggregation(x, 3, True, True)
+                grad_x = aggregation.frame_aggregation_backward(x, weights, y, corr, 3, True)
+                spectrum = torch.randn(1, 2, 2, 2, 3, 7, device=device).to(dtype)
+                filt = torch.randn(1, 2, 2, 2, 7, device=device).to(dtype)
+                out = modulation.modulate(spectrum, filt)
+                outputs = (y, corr, grad_x, out, *modulation.modulate_backward(spectrum, filt, out, True, True))
+            if not all(bool(torch.isfinite(t).all()) for t in outputs):
+                raise RuntimeError("non-finite results for a finite input")
+            _triton_checked[key] = True
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as error:
+            _triton_checked[key] = False
+            reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            warnings.warn(
+                f"dtf: the DTF block's Triton kernels do not run on {device} for {dtype} ({reason}); "
+                "it uses tensor operations there, which is slower (DTF_TRITON=0 turns the kernels off)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return _triton_checked[key]
 
 
 def _interpreting() -> bool:
@@ -400,7 +441,7 @@ def triton_usable(x: torch.Tensor) -> bool:
         return False
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False
-    return _triton() is not None
+    return _triton() is not None and _triton_runs(x.device, x.dtype)
 
 
 def gpu_frame_aggregation(
