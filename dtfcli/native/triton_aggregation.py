@@ -43,6 +43,15 @@ NUM_WARPS = 4
 # change): one rounding per multiply-add in the float32 reductions.
 
 
+@triton.jit
+def _shifted(row, col, dy, dx, in_plane, height, width):
+    """The flat index of (row + dy, col + dx) and whether it lies in the plane (zero
+    padding outside: masked loads read nothing there)."""
+    r = row + dy
+    c = col + dx
+    return r * width + c, in_plane & (r >= 0) & (r < height) & (c >= 0) & (c < width)
+
+
 def _fa_forward(
     x,
     y,
@@ -82,12 +91,9 @@ def _fa_forward(
         tile = c_ok[:, None] & in_plane[None, :]
         q = tl.load(query_ptr + cc[:, None] * plane + offs_l[None, :], mask=tile, other=0.0).to(tl.float32)
         for j in range(K * K):
-            nr = row + (j // K - K // 2)
-            nc = col + (j % K - K // 2)
-            ok = in_plane & (nr >= 0) & (nr < height) & (nc >= 0) & (nc < width)
-            kv = tl.load(
-                key_ptr + cc[:, None] * plane + (nr * width + nc)[None, :], mask=c_ok[:, None] & ok[None, :], other=0.0
-            ).to(tl.float32)
+            nb, ok = _shifted(row, col, j // K - K // 2, j % K - K // 2, in_plane, height, width)
+            kv = tl.load(key_ptr + cc[:, None] * plane + nb[None, :], mask=c_ok[:, None] & ok[None, :], other=0.0)
+            kv = kv.to(tl.float32)
             s = tl.sum(q * kv, axis=0)
             scores = tl.where(rows_j[:, None] == j, scores + s[None, :], scores)
     scores = scores * inv_c
@@ -110,13 +116,9 @@ def _fa_forward(
                 tile = c_ok[:, None] & in_plane[None, :]
                 acc = tl.load(query_ptr + cc[:, None] * plane + offs_l[None, :], mask=tile, other=0.0).to(tl.float32)
                 for j in range(K * K):
-                    nr = row + (j // K - K // 2)
-                    nc = col + (j % K - K // 2)
-                    ok = in_plane & (nr >= 0) & (nr < height) & (nc >= 0) & (nc < width)
+                    nb, ok = _shifted(row, col, j // K - K // 2, j % K - K // 2, in_plane, height, width)
                     kv = tl.load(
-                        key_ptr + cc[:, None] * plane + (nr * width + nc)[None, :],
-                        mask=c_ok[:, None] & ok[None, :],
-                        other=0.0,
+                        key_ptr + cc[:, None] * plane + nb[None, :], mask=c_ok[:, None] & ok[None, :], other=0.0
                     ).to(tl.float32)
                     wj = tl.sum(tl.where(rows_j[:, None] == j, w, 0.0), axis=0)
                     acc += wj[None, :] * kv
@@ -179,13 +181,9 @@ def _fa_score_grad(
                     gy_ptr + cc[:, None] * plane + offs_l[None, :], mask=c_ok[:, None] & in_plane[None, :], other=0.0
                 ).to(tl.float32)
                 for j in range(K * K):
-                    nr = row + (j // K - K // 2)
-                    nc = col + (j % K - K // 2)
-                    ok = in_plane & (nr >= 0) & (nr < height) & (nc >= 0) & (nc < width)
+                    nb, ok = _shifted(row, col, j // K - K // 2, j % K - K // 2, in_plane, height, width)
                     kv = tl.load(
-                        key_ptr + cc[:, None] * plane + (nr * width + nc)[None, :],
-                        mask=c_ok[:, None] & ok[None, :],
-                        other=0.0,
+                        key_ptr + cc[:, None] * plane + nb[None, :], mask=c_ok[:, None] & ok[None, :], other=0.0
                     ).to(tl.float32)
                     gw = tl.where(rows_j[:, None] == j, gw + tl.sum(gy * kv, axis=0)[None, :], gw)
             w_at = (b * (frames - 1) + t - 1).to(tl.int64) * (K * K) * plane + rows_j[:, None] * plane
@@ -240,15 +238,10 @@ def _fa_input_grad(
             dy = j // K - K // 2
             dx = j % K - K // 2
             # as query at location l: the key is F[step] at l + d_j
-            nr = row + dy
-            nc = col + dx
-            fwd_ok = in_plane & (nr >= 0) & (nr < height) & (nc >= 0) & (nc < width)
-            fwd = (nr * width + nc)[None, :]
+            fwd_l, fwd_ok = _shifted(row, col, dy, dx, in_plane, height, width)
+            fwd = fwd_l[None, :]
             # as key at location l: the query sat at l - d_j
-            pr = row - dy
-            pc = col - dx
-            back_ok = in_plane & (pr >= 0) & (pr < height) & (pc >= 0) & (pc < width)
-            back_l = pr * width + pc
+            back_l, back_ok = _shifted(row, col, -dy, -dx, in_plane, height, width)
             back = back_l[None, :]
             fwd_tile = c_ok[:, None] & fwd_ok[None, :]
             back_tile = c_ok[:, None] & back_ok[None, :]
