@@ -118,7 +118,7 @@ def _load() -> ctypes.CDLL | None:
     with _lock:
         if _status is not None:
             return _library
-        if os.environ.get("DTF_NATIVE", "1").strip().lower() in ("0", "false", "off", "no"):
+        if _off("DTF_NATIVE"):
             _status = "off (DTF_NATIVE=0): tensor operations"
             return None
         compiler = _compiler()
@@ -351,7 +351,8 @@ def window_attention(qkv: torch.Tensor, addend: torch.Tensor, index: torch.Tenso
 
 # --- GPU: Triton kernels ----------------------------------------------------------------
 # On CUDA tensors the aggregation's tensor-operation path is about 70 kernel launches
-# forward and 250 backward per block; `triton_aggregation` does it in one and two. Triton
+# forward and 250 backward per block; `triton_aggregation` does it in one and two, and
+# `triton_modulation` the modulation in one each way. Triton
 # comes with PyTorch's CUDA wheels on Linux; without it (or with ``DTF_TRITON=0``) CUDA
 # tensors take the tensor operations.
 
@@ -360,6 +361,7 @@ _triton_kernels: dict = {}
 
 
 def _off(variable: str) -> bool:
+    """Whether an on/off environment switch (DTF_NATIVE, DTF_TRITON) is set to off."""
     return os.environ.get(variable, "1").strip().lower() in ("0", "false", "off", "no")
 
 

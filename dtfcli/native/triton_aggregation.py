@@ -52,6 +52,15 @@ def _shifted(row, col, dy, dx, in_plane, height, width):
     return r * width + c, in_plane & (r >= 0) & (r < height) & (c >= 0) & (c < width)
 
 
+@triton.jit
+def _frame_tile(frames, height, width, BLOCK_L: tl.constexpr):
+    """This program's clip, frame and block of BLOCK_L locations (flat, with row, column
+    and whether each lies in the plane): the grid is (clips x frames, location blocks)."""
+    pid_bf = tl.program_id(0)
+    offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    return pid_bf // frames, pid_bf % frames, offs_l, offs_l < height * width, offs_l // width, offs_l % width
+
+
 def _fa_forward(
     x,
     y,
@@ -69,16 +78,9 @@ def _fa_forward(
     BLOCK_L: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
-    pid_bt = tl.program_id(0)
-    pid_l = tl.program_id(1)
-    b = pid_bt // frames
-    t = pid_bt % frames
+    b, t, offs_l, in_plane, row, col = _frame_tile(frames, height, width, BLOCK_L)
     plane = height * width
     frame_size = channels.to(tl.int64) * plane
-    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    in_plane = offs_l < plane
-    row = offs_l // width
-    col = offs_l % width
     rows_j = tl.arange(0, KK)  # padded to a power of two; rows >= K*K are unused
     q_frame = tl.where(t == 0, 0, t - 1)
     key_ptr = x + (b * frames + t).to(tl.int64) * frame_size
@@ -151,16 +153,9 @@ def _fa_score_grad(
     BLOCK_C: tl.constexpr,
 ):
     """scores[b, t, j, l] = (dL/dcorr + softmax backward of dL/dw) / C, float32."""
-    pid_bt = tl.program_id(0)
-    pid_l = tl.program_id(1)
-    b = pid_bt // frames
-    t = pid_bt % frames
+    b, t, offs_l, in_plane, row, col = _frame_tile(frames, height, width, BLOCK_L)
     plane = height * width
     frame_size = channels.to(tl.int64) * plane
-    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    in_plane = offs_l < plane
-    row = offs_l // width
-    col = offs_l % width
     rows_j = tl.arange(0, KK)
     valid = (rows_j[:, None] < K * K) & in_plane[None, :]
     at = (b * frames + t).to(tl.int64) * (K * K) * plane + rows_j[:, None] * plane + offs_l[None, :]
@@ -211,17 +206,10 @@ def _fa_input_grad(
     """dL/dF[b, f] over a block of locations, gathered from every term F[f] enters:
     query of step f+1 (and of step 0 when f = 0), key of step f, aggregated neighbour of
     step f (f >= 1), and Y[f] itself."""
-    pid_bf = tl.program_id(0)
-    pid_l = tl.program_id(1)
-    b = pid_bf // frames
-    f = pid_bf % frames
+    b, f, offs_l, in_plane, row, col = _frame_tile(frames, height, width, BLOCK_L)
     plane = height * width
     frame_size = channels.to(tl.int64) * plane
     kk_plane = (K * K) * plane
-    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    in_plane = offs_l < plane
-    row = offs_l // width
-    col = offs_l % width
     as_next_query = f + 1 < frames
     q_of_f = tl.where(f == 0, 0, f - 1)  # the query frame of step f, whose key frame is f
     own = (b * frames + f).to(tl.int64)

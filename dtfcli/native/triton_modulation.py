@@ -23,12 +23,16 @@ BLOCK = 256  # locations (forward: group channels x locations) per program
 NUM_WARPS = 4
 
 
+@triton.jit
+def _spectrum_program(bins, groups):
+    """(clip, bin, filter group) of this program: axis 0 of the grid runs over all three."""
+    pid = tl.program_id(0)
+    return pid // (groups * bins), (pid // groups) % bins, pid % groups
+
+
 def _modulate_forward(spectrum, filt, out, bins, groups, group_size, length, BLOCK: tl.constexpr):
     # one program per (clip, bin, filter group) and block of the group's G x L elements
-    pid = tl.program_id(0)
-    cg = pid % groups
-    m = (pid // groups) % bins
-    b = pid // (groups * bins)
+    b, m, cg = _spectrum_program(bins, groups)
     span = group_size * length
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     ok = offs < span
@@ -60,10 +64,7 @@ def _modulate_backward(
 ):
     # one program per (clip, bin, filter group) and block of locations; a loop over the
     # group's G channels, so the filter's gradient is summed here and written once
-    pid = tl.program_id(0)
-    cg = pid % groups
-    m = (pid // groups) % bins
-    b = pid // (groups * bins)
+    b, m, cg = _spectrum_program(bins, groups)
     span = group_size * length
     loc = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     ok = loc < length
