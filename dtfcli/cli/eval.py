@@ -81,7 +81,8 @@ def eval_command(
     fold: int = typer.Option(1, "--fold", min=1, max=3, help="UCF101/HMDB51 split number."),
     model: str = typer.Option(
         None, "--model", "-m",
-        help="Model: folder, .safetensors, hf://org/repo[@rev] or a name from `dtf models` (default: the embedded one)."),
+        help="Model: folder, .safetensors, hf://org/repo[@rev] or a name from `dtf models` "
+             "(default: the embedded one)."),
     out: Path = typer.Option(None, "--out", "-o", help="Report folder (default runs/eval/<dataset>-<split>)."),
     clips: int = typer.Option(None, "--clips", min=1, help="Clips per video (default: the model's protocol)."),
     crops: int = typer.Option(None, "--crops", help="Crops per clip: 1 or 3 (default: the model's protocol)."),
@@ -127,6 +128,10 @@ def eval_command(
         raise typer.BadParameter("prob or logit", param_hint="--fusion")
     out = out or default_out_dir(dataset, split, fold)
     main = env_rank() == 0
+    if not main:  # under torchrun, rank 0 speaks for all processes
+        import logging
+
+        logging.getLogger("dtfcli").setLevel(logging.ERROR)
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), _SpeedColumn(), TextColumn("ETA"),
                TimeRemainingColumn(), TimeElapsedColumn())
     bar = Progress(*columns, console=err_console, transient=True, disable=as_json or not main)
@@ -146,6 +151,8 @@ def eval_command(
             console.print_json(json.dumps(report.to_dict()))
         else:
             _summary(report)
-    if report.problems:
+    # Only rank 0 reports skipped videos by its exit code: torchrun stops the other processes
+    # as soon as one exits non-zero, which could cut rank 0 short while it prints.
+    if report.problems and main:
         raise typer.Exit(EXIT_SKIPPED)
 

@@ -111,7 +111,8 @@ def read_predictions(path: Path, labels: list[str]) -> dict[int, VideoResult]:
     if header is None:
         return {}
     if header != HEADER:
-        raise EvalError(f"{path}: not a predictions file of dtf eval (unexpected header); use --restart or another --out")
+        raise EvalError(f"{path}: not a predictions file of dtf eval (unexpected header); "
+                        "use --restart or another --out")
     for row in reader:
         line = reader.line_num
         try:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import logging
 import platform
 import time
 from collections.abc import Callable
@@ -54,7 +53,6 @@ from dtfcli.engine.eval_store import (
 )
 from dtfcli.engine.metrics import classification_metrics, top_confusions
 
-log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 __all__ = ["EvalError", "EvalReport", "evaluate", "default_out_dir", "OUTPUT_FILES"]
@@ -188,7 +186,12 @@ def _classify(model, item: dict, target: int, fusion: str, view_batch: int | Non
 
     if "error" in item:
         return VideoResult(item["index"], item["path"], target, error=str(item["error"]))
-    probs = fuse(model.logits(item["views"], view_batch), fusion)
+    try:
+        logits = model.logits(item["views"], view_batch)
+    except torch.cuda.OutOfMemoryError:  # the same class as torch.OutOfMemoryError
+        raise EvalError(f"{item['path']}: out of memory for {item['views'].shape[0]} views on {model.device}; "
+                        "lower --view-batch (the videos done so far are saved)") from None
+    probs = fuse(logits, fusion)
     values, indices = probs.topk(min(5, probs.numel()))
     return VideoResult(item["index"], item["path"], target, [int(i) for i in indices], [float(v) for v in values])
 
@@ -304,6 +307,8 @@ def _run(model, dataset_name, root, *, split, fold, out_dir, clips, crops, fast,
                     raise EvalError(f"{result.path}: {result.error} (stopped by --strict; earlier videos are "
                                     f"saved in {out / PREDICTIONS})")
                 pending.append(result)
+                if progress and group.is_main and group.distributed:  # own videos only: never ahead of the truth
+                    progress(finished_before + new_rows + len(pending), total)
             if not group.distributed:
                 writer.write(pending)
                 results.update((r.index, r) for r in pending)
