@@ -81,7 +81,7 @@ def eval_command(
     fold: int = typer.Option(1, "--fold", min=1, max=3, help="UCF101/HMDB51 split number."),
     model: str = typer.Option(
         None, "--model", "-m",
-        help="Model: folder, .safetensors, hf://org/repo[@rev] or a name from `dtf models` "
+        help="Model: folder, .safetensors, hf://org/repo(@revision) or a name from `dtf models` "
              "(default: the embedded one)."),
     out: Path = typer.Option(None, "--out", "-o", help="Report folder (default runs/eval/<dataset>-<split>)."),
     clips: int = typer.Option(None, "--clips", min=1, help="Clips per video (default: the model's protocol)."),
@@ -114,7 +114,7 @@ def eval_command(
 
       dtf eval --dataset kinetics400 --root data/k400 --model dtfnet_r50_k400 --fast --limit 200
 
-      torchrun --nproc_per_node 4 -m dtfcli eval --dataset ucf101 --root data/ucf101 --fold 1 --model runs/ucf
+      torchrun --standalone --nproc_per_node 4 -m dtfcli eval --dataset ucf101 --root data/ucf101 --fold 1 --model runs/ucf
     """
     from dtfcli.data import DATASETS
     from dtfcli.engine.distributed import env_rank
