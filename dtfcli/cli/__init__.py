@@ -9,6 +9,7 @@ from dtfcli.cli._common import console, fail, run_guarded
 from dtfcli.cli.benchmark import benchmark_command
 from dtfcli.cli.data import app as data_app
 from dtfcli.cli.models import models_command
+from dtfcli.cli.predict import predict_command
 from dtfcli.engine.runtime import apply_cpu_settings
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ def _root(
     """dtf: classify, evaluate, train, export and inspect DTF video models."""
 
 
+app.command("predict")(predict_command)
 app.command("models")(models_command)
 app.command("benchmark")(benchmark_command)
 app.add_typer(data_app, name="data")
