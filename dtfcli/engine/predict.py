@@ -81,13 +81,21 @@ class PredictResult:
 
 
 # -- inputs -------------------------------------------------------------------------------------
+#: Extensions of video files that a folder search picks up besides those the readers are
+#: proven on (``VIDEO_EXTENSIONS``): the reader decides from the file's content whether and
+#: how it can be read, so a rarer container gets a prediction or a reason, never silence.
+OTHER_VIDEO_EXTENSIONS = (".ts", ".mts", ".m2ts", ".wmv", ".asf", ".vob", ".f4v", ".divx", ".ogg", ".mxf",
+                          ".rm", ".rmvb", ".y4m", ".h264", ".264", ".hevc", ".mjpeg", ".mjpg", ".dv", ".nut")
+
+
 def _is_frame_folder(folder: Path) -> bool:
     return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
 
 
 def _videos_in(folder: Path, recursive: bool) -> list[Path]:
     found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+    extensions = set(VIDEO_EXTENSIONS) | set(OTHER_VIDEO_EXTENSIONS)
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in extensions
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
