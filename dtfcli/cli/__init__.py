@@ -10,6 +10,7 @@ from dtfcli.cli.benchmark import benchmark_command
 from dtfcli.cli.data import app as data_app
 from dtfcli.cli.eval import eval_command
 from dtfcli.cli.models import models_command
+from dtfcli.cli.predict import predict_command
 from dtfcli.engine.runtime import apply_cpu_settings
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ def _root(
     """dtf: classify, evaluate, train, export and inspect DTF video models."""
 
 
+app.command("predict")(predict_command)
 app.command("models")(models_command)
 app.command("benchmark")(benchmark_command)
 app.command("eval")(eval_command)
