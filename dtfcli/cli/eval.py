@@ -114,7 +114,7 @@ def eval_command(
 
       dtf eval --dataset kinetics400 --root data/k400 --model dtfnet_r50_k400 --fast --limit 200
 
-      torchrun --standalone --nproc_per_node 4 -m dtfcli eval --dataset ucf101 --root data/ucf101 --fold 1 --model runs/ucf
+      torchrun --standalone --nproc_per_node 4 -m dtfcli eval --dataset ucf101 --root data/ucf101 --model runs/ucf
     """
     from dtfcli.data import DATASETS
     from dtfcli.engine.distributed import env_rank
