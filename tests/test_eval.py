@@ -238,3 +238,15 @@ def test_classes_the_model_lacks(world, bad_folder):
     report = json.loads(out)
     assert code == 0 and report["excluded_classes"] == ["Juggling balls"]
     assert report["counts"]["excluded"] == 1 and report["counts"]["evaluated"] == 1
+
+
+def test_library_call_with_a_loaded_model_and_a_limit(world, bad_folder):
+    from dtfcli.engine.evaluate import evaluate
+    from dtfcli.engine.inference import load_inference_model
+
+    model = load_inference_model(str(world["base"] / "model"), device="cpu")
+    report = evaluate(model, "list", bad_folder, split="strict", out_dir=world["base"] / "library", fast=True,
+                      workers=0, limit=1)
+    assert report.counts["selected"] == 1 and report.counts["beyond_limit"] == 2 and report.counts["evaluated"] == 1
+    assert report.problems == 0 and report.complete
+    assert report.to_dict() == json.loads((world["base"] / "library" / "report.json").read_text())

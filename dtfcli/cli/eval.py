@@ -55,19 +55,28 @@ def _summary(report) -> None:
     table.add_row(pct(m["top1"]), pct(m["top5"]), pct(m["mean_class_accuracy"]), str(c["evaluated"]),
                   str(c["skipped"]), str(c["missing"]))
     console.print(table)
+    with_videos = [row for row in report.per_class if row["support"]]
+    if with_videos:
+        few = len(with_videos) <= 20
+        shown = with_videos if few else sorted(with_videos, key=lambda r: (r["top1"], -r["support"]))[:10]
+        classes = Table("class" if few else "class (the 10 least accurate; all in per_class.csv)", "videos",
+                        "top-1", f"top-{m['topk']}")
+        for row in shown:
+            classes.add_row(row["class"], str(row["support"]), pct(row["top1"]), pct(row["top5"]))
+        console.print(classes)
     if c["excluded"]:
         console.print(f"{c['excluded']} videos of {len(report.excluded_classes)} classes the model lacks left out "
                       f"(e.g. {', '.join(report.excluded_classes[:3])})", highlight=False)
     if c["beyond_limit"]:
         console.print(f"{c['beyond_limit']} videos beyond --limit not evaluated", highlight=False)
-    problems = report.skipped + report.missing
-    for item in problems[:10]:
-        console.print(f"  [yellow]skipped[/] {item['path']}: {item['reason']}", highlight=False)
+    problems = [("skipped", item) for item in report.skipped] + [("missing", item) for item in report.missing]
+    for kind, item in problems[:10]:
+        console.print(f"  [yellow]{kind}[/] {item['path']}: {item['reason']}", highlight=False)
     if len(problems) > 10:
         console.print(f"  ... and {len(problems) - 10} more (see report.json)", highlight=False)
     if report.top_confusions:
         top = report.top_confusions[0]
-        console.print(f"most confused: {top['true']} -> {top['predicted']} ({top['count']} videos)", highlight=False)
+        console.print(f"most confused: {top['true']} -> {top['predicted']} ({top['count']} video{'s' if top['count'] != 1 else ''})", highlight=False)
     speed = report.run["videos_per_second"]
     console.print(f"wrote {report.out_dir}/report.json, predictions.csv, per_class.csv, confusion.csv/.png"
                   + (f"  ({speed:.2f} videos/s)" if speed else ""), highlight=False)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -226,8 +227,6 @@ def evaluate(model: Any, dataset: str, root: str | Path, *, split: str = "val", 
     else:
         target_device = resolve_device(device)
         if distributed.launched_world_size() > 1 and target_device.type == "cuda" and target_device.index is None:
-            import os
-
             target_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         device, device_type = target_device, target_device.type
     group = distributed.setup(device_type)
