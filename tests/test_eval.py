@@ -30,7 +30,8 @@ VIDEOS = 7  # odd: two processes get 4 and 3
 
 def _dtf(*args: str, launcher: list[str] | None = None, **popen) -> subprocess.CompletedProcess:
     cmd = (launcher or [sys.executable, "-m"]) + ["dtfcli", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, **popen)
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=600,
+                          **popen)
 
 
 def _in_process(*args: str) -> tuple[int, str, str]:
@@ -124,16 +125,22 @@ def _same_predictions(rows_a: list[dict], rows_b: list[dict]) -> None:
                                                                            abs=1e-5)
 
 
-def test_torchrun_two_processes_match_one(world):
+def test_torchrun_two_processes_resume_and_match_one(world):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     launcher = [torchrun, "--standalone", "--nproc_per_node", "2", "-m"] if Path(torchrun).exists() else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
     out = world["base"] / "torchrun"
+    # Start from what a killed run leaves: its state, two finished rows and a cut third one.
+    # torchrun then shares the 5 videos left (3 and 2) and must do each of them once.
+    out.mkdir()
+    shutil.copy(world["ref"] / "state.json", out / "state.json")
+    lines = (world["ref"] / "predictions.csv").read_text().splitlines(keepends=True)
+    (out / "predictions.csv").write_text("".join(lines[:3]) + lines[3][:40])
     proc = _dtf(*world["common"], "--out", str(out), "--json", "--workers", "0", launcher=launcher)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report, reference = _report(out), _report(world["ref"])
     assert report["run"]["processes"] == 2
-    assert report["run"]["videos_this_run"] == VIDEOS  # gathered rows: no video done twice
+    assert report["run"]["videos_this_run"] == VIDEOS - 2  # gathered rows: no video done twice
     assert report["counts"] == reference["counts"]
     assert report["metrics"] == pytest.approx(reference["metrics"])
     _same_predictions(_rows(out), _rows(world["ref"]))
