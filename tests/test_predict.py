@@ -178,3 +178,20 @@ def test_model_sources_and_errors(run_cli, clips, tmp_path):
     assert typo.returncode == 1 and "dtfnet_tiny" in typo.stderr and "Traceback" not in typo.stderr
     bad = run_cli("predict", str(clips["a"]), "-m", "c2d_tiny", "--fusion", "median")
     assert bad.returncode == 1 and "--fusion" in bad.stderr
+
+
+def test_sampling_travels_with_the_weights(tmp_path, clips):
+    """A model trained on segment-sampled clips (Something-Something) is tested that way."""
+    from dtfcli.engine.predict import predict
+    from dtfcli.hub import read_manifest
+
+    model = create_model("c2d_tiny", num_classes=2, num_frames=4, crop_size=32)
+    model.config["sampling"] = "segments"
+    save_pretrained(model, tmp_path / "ssv2-like", labels=["up", "down"])
+    result = predict([clips["a"]], model=str(tmp_path / "ssv2-like"), fast=True, workers=0)
+    assert result.views["sampling"] == "segments"
+    assert len(result.predictions) == 1 and result.predictions[0].topk[0]["label"] in ("up", "down")
+    # Manifests: from the label set unless they say otherwise.
+    root = Path(__file__).resolve().parents[1] / "weights"
+    assert read_manifest(root / "dtfnet_r50_ssv2_16f.json").model_config()["sampling"] == "segments"
+    assert read_manifest(root / "dtfnet_r50_kinetics400_16f.json").model_config()["sampling"] == "dense"
