@@ -182,6 +182,9 @@ def test_killed_run_resumes_to_the_same_report(world):
     code, _, err = _in_process(*other, "--out", str(out), "--workers", "0")
     assert code == 1 and "another model" in err and "--restart" in err and err.count("error:") == 1
     assert (out / "predictions.csv").read_bytes() == before
+    code, _, err = _in_process(*other, "--out", str(out), "--workers", "0", "--restart")
+    assert code == 0, err
+    assert _report(out)["model"]["sha256"] != report["model"]["sha256"] and len(_rows(out)) == VIDEOS
 
 
 @pytest.fixture(scope="module")
