@@ -399,8 +399,9 @@ def test_hmdb51_extracted_rars_and_split_files(tmp_path, clips):
     (test_train_splits.rar) end lines with a space."""
     splits = tmp_path / "testTrainMulti_7030_splits"
     splits.mkdir()
-    (splits / "brush_hair_test_split1.txt").write_text("April_09_brush_hair_u_nm_np1_ba_goo_0.avi 1 \n"
-                                                        "Brushing_my_waist_lenth_hair_brush_hair_u_nm_np1_ba_goo_0.avi 2 \n")
+    (splits / "brush_hair_test_split1.txt").write_text(
+        "April_09_brush_hair_u_nm_np1_ba_goo_0.avi 1 \n"
+        "Brushing_my_waist_lenth_hair_brush_hair_u_nm_np1_ba_goo_0.avi 2 \n")
     (splits / "sit_test_split1.txt").write_text("#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi 1 \n")
     for cls, name in (("brush_hair", "April_09_brush_hair_u_nm_np1_ba_goo_0.avi"),
                       ("brush_hair", "Brushing_my_waist_lenth_hair_brush_hair_u_nm_np1_ba_goo_0.avi"),

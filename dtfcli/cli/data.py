@@ -142,7 +142,7 @@ def info_command(
         err_console.print(f"[yellow]warning:[/] no video files in {folder}", highlight=False)
     with Progress(TextColumn("checking" if verify else "opening"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True,
-                  disable=as_json or len(videos) < 2) as bar:
+                  disable=as_json or len(videos) < 2 or not err_console.is_terminal) as bar:
         task = bar.add_task("files", total=len(videos))
         report = check_videos(videos, backend, full=verify, jobs=jobs,
                               progress=lambda done, total: bar.update(task, completed=done))

@@ -100,7 +100,7 @@ class _VideoLocator:
         if self._by_name is None:
             self._by_name = {}
             for folder in self.folders:
-                for stem, path in _index_files(folder, VIDEO_EXTENSIONS).items():
+                for path in _index_files(folder, VIDEO_EXTENSIONS).values():
                     self._by_name.setdefault(path.name, path)
         hit = self._by_name.get(Path(rel).name)
         return (str(hit), True) if hit else (str(self.folders[0] / rel), False)

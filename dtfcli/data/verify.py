@@ -171,48 +171,83 @@ def _ebml_vint(data: bytes, pos: int, keep_marker: bool = False) -> tuple[int, i
     return value, pos + length, unknown
 
 
+def _iso_boxes(fh, size: int) -> tuple[list[str], int] | None:
+    """Top-level boxes of an MP4/MOV file: (their types, where the last one says it ends)."""
+    fh.seek(0)
+    if fh.read(8)[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"):
+        return None
+    types: list[str] = []
+    offset = 0
+    while offset < size:
+        fh.seek(offset)
+        box = fh.read(16)
+        if len(box) < 8 or not _BOX_TYPE.fullmatch(box[4:8]):
+            return None  # not a box: trailing bytes we cannot judge
+        types.append(box[4:8].decode("latin-1"))
+        length = int.from_bytes(box[:4], "big")
+        if length == 1 and len(box) >= 16:
+            length = int.from_bytes(box[8:16], "big")
+        elif length == 0:  # runs to the end of the file
+            return types, size
+        if length < 8:
+            return None
+        offset += length
+    return types, offset
+
+
+def _matroska_end(fh) -> int | None:
+    """Where a Matroska/WebM file's Segment says it ends (None: unknown size, or not Matroska)."""
+    fh.seek(0)
+    head = fh.read(16)
+    if head[:4] != b"\x1a\x45\xdf\xa3":  # the EBML header element, then the Segment
+        return None
+    header = _ebml_vint(head, 4)
+    if header is None:
+        return None
+    pos = header[1] + header[0]
+    fh.seek(pos)
+    data = fh.read(16)
+    seg_id = _ebml_vint(data, 0, keep_marker=True)
+    if seg_id is None or seg_id[0] != 0x18538067:
+        return None
+    seg = _ebml_vint(data, seg_id[1])
+    if seg is None or seg[2]:
+        return None
+    return pos + seg[1] + seg[0]
+
+
 def declared_size(path: str | os.PathLike) -> int | None:
     """The size in bytes the file's container structure declares, where it is an MP4/MOV
     (top-level boxes) or Matroska/WebM (EBML header and segment) file with sizes written;
     None for other formats, live-written files of unknown size, or garbage."""
+    try:
+        size = Path(path).stat().st_size
+        with open(path, "rb") as fh:
+            end = _matroska_end(fh)
+            if end is not None:
+                return end
+            boxes = _iso_boxes(fh, size)
+            return boxes[1] if boxes else None
+    except OSError:
+        return None
+
+
+def truncation(path: str | os.PathLike) -> str:
+    """Why the file's own structure says it was cut short ("" when it does not): it is
+    shorter than its container declares, or an MP4 ends before its index (``moov``) box."""
     path = Path(path)
     try:
         size = path.stat().st_size
+        declared = declared_size(path)
+        if declared is not None and declared > size:
+            return f"file cut short ({size:,} of {declared:,} bytes)"
         with open(path, "rb") as fh:
-            head = fh.read(64)
-            if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: header element, then the Segment
-                header = _ebml_vint(head, 4)
-                if header is None:
-                    return None
-                pos = header[1] + header[0]
-                fh.seek(pos)
-                data = fh.read(16)
-                seg_id = _ebml_vint(data, 0, keep_marker=True)
-                if seg_id is None or seg_id[0] != 0x18538067:
-                    return None
-                seg = _ebml_vint(data, seg_id[1])
-                if seg is None or seg[2]:
-                    return None
-                return pos + seg[1] + seg[0]
-            if head[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"):
-                return None
-            offset = 0
-            while offset < size:
-                fh.seek(offset)
-                box = fh.read(16)
-                if len(box) < 8 or not _BOX_TYPE.fullmatch(box[4:8]):
-                    return None  # not a box: trailing bytes we cannot judge
-                length = int.from_bytes(box[:4], "big")
-                if length == 1 and len(box) >= 16:
-                    length = int.from_bytes(box[8:16], "big")
-                elif length == 0:  # runs to the end of the file
-                    return size
-                if length < 8:
-                    return None
-                offset += length
-            return offset
+            boxes = _iso_boxes(fh, size)
+        if boxes and "mdat" in boxes[0] and "moov" not in boxes[0]:
+            return "file cut short (it ends before its index, the moov box)"
     except OSError:
-        return None
+        pass
+    return ""
 
 
 def _declared_seconds(path: Path) -> float | None:
@@ -274,12 +309,13 @@ def check_video(path: str | os.PathLike, backend: str = "auto", *, full: bool = 
     bad file; the verdict and ``reason`` say what is wrong."""
     path = Path(path)
     check = FileCheck(path=str(path), full=full)
+    short = ""
     if path.is_file():
         check.file_bytes = path.stat().st_size
         declared = declared_size(path)
         if declared is not None and declared > check.file_bytes:
             check.declared_bytes = declared
-    short = f"file cut short ({check.file_bytes:,} of {check.declared_bytes:,} bytes)" if check.declared_bytes else ""
+        short = truncation(path)
     try:
         with open_video(path, backend) as reader:
             index = reader.index
@@ -307,13 +343,11 @@ def check_video(path: str | os.PathLike, backend: str = "auto", *, full: bool = 
                 for i in sorted({0, n - 1}):
                     _decode(reader, [i], good, bad, shape)
             check.backend = getattr(reader, "used_backend", reader.backend)
-    except VideoDecodeError as exc:
-        check.verdict = "unreadable"
-        check.reason = "; ".join(x for x in (exc.reason, short) if x)
-        return check
-    except Exception as exc:  # a decoder failing in a way nobody foresaw: report it, go on with the rest
-        check.verdict = "unreadable"
-        check.reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    except Exception as exc:  # VideoDecodeError, or a decoder failing in a way nobody foresaw
+        reason = exc.reason if isinstance(exc, VideoDecodeError) else f"{type(exc).__name__}: {exc}".splitlines()[0]
+        # A file cut short is "cut" even when nothing in it can be read (an MP4 that lost its index).
+        check.verdict = "cut" if short else "unreadable"
+        check.reason = f"{short}; nothing decodes: {reason}" if short else reason
         return check
     if shape:
         check.height, check.width = shape
@@ -324,22 +358,20 @@ def check_video(path: str | os.PathLike, backend: str = "auto", *, full: bool = 
 
 
 def _judge(check: FileCheck, good: set[int], bad: set[int], short: str) -> None:
+    """Verdict and reason from the frames that decoded (``good``), those that did not
+    (``bad``), and any sign that the file was cut short (``short``)."""
     n, expected = check.frames, check.expected_frames
-    missing_tail = expected > n or bool(short)
     notes = []
     if not good:
-        check.verdict = "unreadable"
-        check.reason = "no frame decodes"
+        check.verdict, notes = "unreadable", ["no frame decodes"]
     elif check.full:
-        decoded = _ranges_text(check.decoded_ranges)
-        if not bad and not missing_tail:
-            check.verdict = "ok"
-        elif not bad or max(good) < min(bad):  # what decodes is a prefix: the rest is gone
-            check.verdict = "cut"
-            check.reason = f"frames {decoded} of {expected} decode"
+        if not bad or max(good) < min(bad):  # what decodes is a prefix: the rest is gone
+            check.verdict = "cut" if bad or expected > n or short else "ok"
+            if check.verdict == "cut":
+                notes.append(f"frames {_ranges_text(check.decoded_ranges)} of {expected} decode")
         else:
             check.verdict = "damaged"
-            check.reason = f"{len(good)} of {expected} frames decode (not {_ranges_text(_ranges(bad))})"
+            notes.append(f"{len(good)} of {expected} frames decode (not {_ranges_text(_ranges(bad))})")
     else:
         if bad and 0 in good:
             check.verdict = "cut"
@@ -350,12 +382,10 @@ def _judge(check: FileCheck, good: set[int], bad: set[int], short: str) -> None:
         if expected > n:
             check.verdict = "cut" if check.verdict == "ok" else check.verdict
             notes.append(f"{n} of {expected} frames in the file")
-        check.reason = "; ".join(notes)
-    if short and check.verdict in ("ok", "cut"):
+    if short:
         check.verdict = "cut"
-        check.reason = "; ".join(x for x in (check.reason, short) if x)
-    elif short:
-        check.reason = f"{check.reason}; {short}"
+        notes.append(short)
+    check.reason = "; ".join(notes)
 
 
 # -- many files -----------------------------------------------------------------------------
