@@ -153,11 +153,14 @@ def test_exit_code_one_when_nothing_is_readable_or_nothing_to_check(media, run_c
 
 # -- the library behind it ------------------------------------------------------------------
 def test_container_sizes_tell_a_cut_file(media):
-    for name in ("good.mp4", "good.webm"):
-        assert declared_size(media / name) == (media / name).stat().st_size and truncation(media / name) == ""
-    for name in ("cut.webm", "cut.mp4"):
-        assert declared_size(media / name) > (media / name).stat().st_size
-        assert truncation(media / name).startswith("file cut short")
+    write_video(media.parent / "good.avi", 12, codec="mpeg4")  # UCF101/HMDB51's container
+    data = (media.parent / "good.avi").read_bytes()
+    (media.parent / "cut.avi").write_bytes(data[: len(data) * 2 // 3])
+    for path in (media / "good.mp4", media / "good.webm", media.parent / "good.avi"):
+        assert declared_size(path) == path.stat().st_size and truncation(path) == ""
+    for path in (media / "cut.webm", media / "cut.mp4", media.parent / "cut.avi"):
+        assert declared_size(path) > path.stat().st_size
+        assert truncation(path).startswith("file cut short")
     assert declared_size(media / "text.mp4") is None and truncation(media / "text.mp4") == ""
     data = (media / "good.mp4").read_bytes()
     moov = data.index(b"moov") - 4  # an MP4 cut exactly where its index box would begin

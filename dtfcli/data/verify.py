@@ -9,8 +9,8 @@ three ways:
   until the frames that do not decode are found;
 * the frame count: fewer frames in the file than its header promises (MP4 sample tables), or
   a last frame long before the duration the header declares (WebM/MKV, which store no count);
-* the bytes: a file shorter than its container structure declares (an MP4 box or a Matroska
-  segment that runs past the end of the file).
+* the bytes: a file shorter than its container structure declares (an MP4 box, a Matroska
+  segment or an AVI RIFF chunk that runs past the end of the file).
 
 Verdicts: ``ok``; ``cut`` (the frames that decode are a prefix, or the file is shorter than
 it says); ``damaged`` (frames in the middle do not decode); ``unreadable`` (no frame decodes).
@@ -216,14 +216,26 @@ def _matroska_end(fh) -> int | None:
     return pos + seg[1] + seg[0]
 
 
+def _riff_end(fh) -> int | None:
+    """Where an AVI file's RIFF chunk says it ends (None: not AVI, or size left unwritten)."""
+    fh.seek(0)
+    head = fh.read(12)
+    if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+        return None
+    size = int.from_bytes(head[4:8], "little")
+    return 8 + size if size else None
+
+
 def declared_size(path: str | os.PathLike) -> int | None:
     """The size in bytes the file's container structure declares, where it is an MP4/MOV
-    (top-level boxes) or Matroska/WebM (EBML header and segment) file with sizes written;
-    None for other formats, live-written files of unknown size, or garbage."""
+    (top-level boxes), Matroska/WebM (EBML header and segment) or AVI (the first RIFF chunk)
+    file with sizes written; None for other formats, files of unknown size, or garbage."""
     try:
         size = Path(path).stat().st_size
         with open(path, "rb") as fh:
             end = _matroska_end(fh)
+            if end is None:
+                end = _riff_end(fh)
             if end is not None:
                 return end
             boxes = _iso_boxes(fh, size)
