@@ -10,7 +10,7 @@ import av
 import pytest
 from _videos import read_code, remux, write_video
 
-from dtfcli.cli._common import EXIT_ERROR, EXIT_SKIPPED
+from dtfcli.cli._common import EXIT_ERROR, EXIT_SKIPPED, DTFError
 from dtfcli.data import verify
 from dtfcli.data.verify import check_video, collect_videos, declared_size, truncation
 from dtfcli.data.video import VideoDecodeError
@@ -97,8 +97,9 @@ def test_default_check_is_cheap_and_still_catches_cut_files(media, run_cli):
     assert rows["cut.webm"]["expected_frames"] == FRAMES > rows["cut.webm"]["frames"]
 
 
-def test_table_is_whole_at_80_columns(media, run_cli):
-    files = [media / n for n in ("good.webm", "cut.webm", "cut.mp4", "text.mp4")]
+def test_table_is_whole_at_80_columns(media, run_cli, tmp_path):
+    shutil.copy(media / "good.webm", tmp_path / "[odd]name.webm")  # brackets are not markup
+    files = [tmp_path / "[odd]name.webm", media / "cut.webm", media / "cut.mp4", media / "text.mp4"]
     proc = run_cli("data", "info", "--verify", *map(str, files), env={"COLUMNS": "80"})
     assert proc.returncode == EXIT_SKIPPED and "Traceback" not in proc.stderr
     lines = proc.stdout.splitlines()
@@ -138,6 +139,8 @@ def test_help_documents_exit_codes_and_dash_names():
     assert "'--'" in result.output and "./-name.mp4" in result.output
     assert all(code in result.output for code in ("0 every file is ok", "3 some are not", "1 none is"))
     assert all(len(line) <= 80 for line in result.output.splitlines())
+    wrong = CliRunner().invoke(app, ["data", "info", "--backend", "ffmpeg", "clip.mp4"])
+    assert isinstance(wrong.exception, DTFError) and "choose from auto, pyav, decord" in str(wrong.exception)
 
 
 def test_exit_code_one_when_nothing_is_readable_or_nothing_to_check(media, run_cli, tmp_path):

@@ -133,7 +133,10 @@ def info_command(
     """
     from dtfcli.cli._common import EXIT_ERROR, EXIT_SKIPPED, err_console
     from dtfcli.data.verify import check_videos, collect_videos
+    from dtfcli.data.video import BACKENDS
 
+    if backend not in BACKENDS:
+        raise DTFError(f"--backend {backend!r}: choose from {', '.join(BACKENDS)}")
     videos, empty = collect_videos(paths, recursive)
     if empty and not videos:
         hint = "" if recursive else " (add -r to look in subfolders)"
@@ -155,7 +158,7 @@ def info_command(
         for check in report.files:
             style = _VERDICT_STYLE[check.verdict]
             verdict = check.verdict if check.ok else f"{check.verdict}: {check.reason}"
-            table.add_row(check.path, _video_cell(check), f"[{style}]{escape(verdict)}[/]")
+            table.add_row(escape(check.path), escape(_video_cell(check)), f"[{style}]{escape(verdict)}[/]")
         console.print(table)
         if len(report.files) > 1:
             console.print(report.summary(), highlight=False)
