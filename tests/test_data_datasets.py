@@ -394,7 +394,7 @@ def test_ucf101_not_found_names_every_path_tried(tmp_path):
                         tmp_path / "classInd.txt")
 
 
-def test_hmdb51_extracted_rars_and_split_files(tmp_path, clips):
+def test_hmdb51_extracted_rars_and_split_files(tmp_path, clips, caplog):
     """hmdb51_org.rar holds one rar per class, each extracting to {class}/; the split files
     (test_train_splits.rar) end lines with a space."""
     splits = tmp_path / "testTrainMulti_7030_splits"
@@ -413,6 +413,12 @@ def test_hmdb51_extracted_rars_and_split_files(tmp_path, clips):
     assert sorted((s.path.split("/")[-1], s.label) for s in train.samples) == [
         ("#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi", 1), ("April_09_brush_hair_u_nm_np1_ba_goo_0.avi", 0)]
     assert [s.label for s in build_dataset("hmdb51", tmp_path, "test").samples] == [0]
+    shutil.rmtree(tmp_path / "hmdb51_org")
+    (tmp_path / "hmdb51_org").mkdir()
+    (tmp_path / "hmdb51_org" / "brush_hair.rar").write_bytes(b"Rar!")  # the class archives, not unpacked
+    with caplog.at_level(logging.WARNING):
+        assert len(build_dataset("hmdb51", tmp_path, "train")) == 0
+    assert any("extract each class's .rar" in r.getMessage() for r in caplog.records)
     with pytest.raises(AnnotationError) as exc:
         build_dataset("hmdb51", tmp_path, "train", fold=2)
     _assert_names_paths(exc, splits / "*_test_split2.txt", tmp_path / "annotations" / "*_test_split2.txt",

@@ -369,6 +369,11 @@ def parse_hmdb51(root: Path, split: str, fold: int = 1):
             if parts[1] == wanted:
                 video, found = locate(f"{cls}/{parts[0]}")
                 items.append((video, lookup[cls] if found else None))
+    if items and all(y is None for _, y in items):
+        archives = [str(f / "*.rar") for f in locate.folders if f.is_dir() and any(f.glob("*.rar"))]
+        if archives:  # hmdb51_org.rar unpacks to one rar per class, which must be unpacked too
+            log.warning("hmdb51: no videos found, but there are archives (%s): extract each class's .rar "
+                        "into a folder of that name", ", ".join(archives))
     return items, classes, {"annotations": str(lists)}
 
 
