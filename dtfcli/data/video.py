@@ -536,18 +536,28 @@ class PyAVReader(VideoReader):
         return None
 
 
+# What the container matrix measured where decord is not used (format -> reason).
+_DECORD_DEFECTS = {
+    "mpeg": "decord's timestamps for MPEG program streams are invalid and its sparse reads return wrong frames",
+    "mpegts": "decord returns frames a keyframe interval late in MPEG transport streams",
+    "asf": "decord returns frames a keyframe interval early in ASF/WMV files",
+    "flv": "decord's sparse reads return wrong frames in FLV files",
+    "ogg": "decord cannot open Ogg files",
+}
+
+
 def _decord_unsafe(index: FrameIndex) -> str | None:
     """Why decord's frames would not be the timeline's frames for this file (None: safe).
-    From the container matrix: decord returns frames a keyframe interval early or late in
-    MPEG program/transport streams, ASF/WMV and FLV, and near keyframes of open-GOP streams
-    (HEVC, MPEG-4 Part 2 and MPEG-2 with B-frames, open-GOP h264) in any container."""
+    From the container matrix (docs/data.md): decord returns wrong frames in MPEG program and
+    transport streams, ASF/WMV and FLV, and near the keyframes of open-GOP streams (HEVC,
+    MPEG-4 Part 2 and MPEG-2 with B-frames, open-GOP h264) in any container."""
     codecs = (_DECORD_IN_ORDER_SAFE if index.sequential else _DECORD_SEEK_SAFE).get(index.format_name)
     if codecs is None:
-        return f"decord returns wrong frames in {index.format_name} files"
-    if index.codec_name not in codecs:
-        return f"decord is not proven on {index.codec_name} in {index.format_name} files"
+        return _DECORD_DEFECTS.get(index.format_name, f"decord is not proven on {index.format_name} files")
     if index.open_gop and not index.sequential:
         return "decord returns wrong frames near the keyframes of open-GOP streams"
+    if index.codec_name not in codecs:
+        return f"decord is not proven on {index.codec_name} in {index.format_name} files"
     return None
 
 
@@ -589,9 +599,7 @@ class DecordReader(VideoReader):
         try:
             return decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=1)
         except Exception as exc:  # decord raises DECORDError (a RuntimeError) with a C++ trace
-            line = str(exc).splitlines()[0]
-            line = line.split(": ", 1)[-1] if line.startswith("[") else line  # "[time] file.cc:N: "
-            raise VideoDecodeError(self.path, f"decord cannot open it ({line[:160]})") from None
+            raise VideoDecodeError(self.path, f"decord cannot open it ({_decord_reason(exc)})") from None
 
     def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> str | None:
         if self._pyav is not None:
@@ -612,7 +620,7 @@ class DecordReader(VideoReader):
         except VideoDecodeError:
             raise
         except Exception as exc:
-            return f"decord stopped ({str(exc).splitlines()[0][:160]})"
+            return f"decord stopped ({_decord_reason(exc)})"
         finally:
             del vr
         # decord's view of this file disagrees with the packets: PyAV reads it from now on.
@@ -645,6 +653,14 @@ class DecordReader(VideoReader):
         if len(starts) != len(ours) or np.abs(starts - ours).max() > 0.5 * _min_step(ours) + 1e-3:
             return "decord's frame timestamps disagree with the packets", []
         return None, list(wanted)
+
+
+def _decord_reason(exc: Exception) -> str:
+    """decord's message without its log prefixes ("[08:08:38] /src/.../file.cc:218: ")."""
+    import re
+
+    line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", line).strip()[:160]
 
 
 def _min_step(times: np.ndarray) -> float:
