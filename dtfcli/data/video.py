@@ -448,14 +448,14 @@ class PyAVReader(VideoReader):
             container.close()
 
     def _frames(self, container, stream, errors: list[str]):
-        """Decoded frames, packet by packet: a damaged packet is skipped and decoding goes on
-        (``container.decode`` would stop there and lose the frames still in the decoder).
-        What went wrong is appended to ``errors``."""
+        """Decoded frames, packet by packet: a packet the decoder rejects is skipped and
+        decoding goes on (``container.decode`` would stop there and lose the frames still in
+        the decoder); why is appended to ``errors``.  Packets the demuxer flags as damaged are
+        not in the timeline either (see :func:`build_index`) and are skipped."""
         import av
 
         for packet in container.demux(stream):
             if packet.is_corrupt:
-                errors.append("its packet is damaged (file cut short or corrupt)")
                 continue
             try:
                 frames = packet.decode()
@@ -466,15 +466,15 @@ class PyAVReader(VideoReader):
 
     def _decode_in_order(self, container, stream, wanted, deliver) -> str | None:
         """Frame i is the i-th frame out of the decoder.  A packet that fails to decode would
-        shift every later frame, so it ends the read (the frames after it are reported missing
-        with the decoder's reason)."""
+        shift every later frame, so it ends the read (the frames not yet delivered are
+        reported missing with the decoder's reason)."""
         targets = set(wanted)
         last = wanted[-1]
         errors: list[str] = []
         position = -1
         for frame in self._frames(container, stream, errors):
             if errors:
-                return f"{errors[0]} at frame {position + 1}"
+                break
             position += 1
             self.stats.frames_decoded += 1
             if position in targets:
@@ -482,7 +482,7 @@ class PyAVReader(VideoReader):
             if position >= last:
                 return None
         if errors:
-            return f"{errors[0]} at frame {position + 1}"
+            return f"{errors[0]} after {position + 1} frames had been decoded"
         return f"the stream ends after {position + 1} decoded frames (its packets list {self.num_frames})"
 
     def _decode_seeking(self, container, stream, wanted, deliver) -> str | None:
