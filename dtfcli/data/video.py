@@ -62,28 +62,27 @@ _DECORD_SEEK_SAFE = {"mov": ("h264", "vp8", "vp9"), "matroska": ("h264", "vp8", 
 # Where decord's in-order reads from the first frame return the right frames.
 _DECORD_IN_ORDER_SAFE = {"avi": ("mpeg4", "mjpeg")}
 
-_LIBRARY_LOGS_SET = False
+_LOGS_SET: set[str] = set()  # the libraries whose log level is set
 
 
 def _debug() -> bool:
     return os.environ.get("DTF_DEBUG") == "1"
 
 
-def _set_library_logging() -> None:
+def _set_library_logging(library: str = "av") -> None:
     """FFmpeg (PyAV's and decord's copies) logs to stderr on its own; keep it quiet unless
     DTF_DEBUG=1 (``--debug``): decode problems reach the user as VideoDecodeError."""
-    global _LIBRARY_LOGS_SET
-    if _LIBRARY_LOGS_SET:
+    if library in _LOGS_SET:
         return
-    _LIBRARY_LOGS_SET = True
-    import av.logging
+    _LOGS_SET.add(library)
+    if library == "av":
+        import av.logging
 
-    av.logging.set_level(av.logging.WARNING if _debug() else None)
-    try:
+        av.logging.set_level(av.logging.WARNING if _debug() else None)
+    else:
         import decord.logging
-    except ImportError:  # pragma: no cover - depends on the platform
-        return
-    decord.logging.set_level(decord.logging.WARNING if _debug() else decord.logging.QUIET)
+
+        decord.logging.set_level(decord.logging.WARNING if _debug() else decord.logging.QUIET)
 
 
 class VideoDecodeError(ValueError):
@@ -595,7 +594,7 @@ class DecordReader(VideoReader):
             import decord
         except ImportError as exc:  # pragma: no cover - depends on the platform
             raise VideoDecodeError(self.path, f"decord backend not available ({exc})") from None
-        _set_library_logging()
+        _set_library_logging("decord")
         try:
             return decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=1)
         except Exception as exc:  # decord raises DECORDError (a RuntimeError) with a C++ trace
@@ -733,14 +732,6 @@ def open_video(path: str | os.PathLike, backend: str = "auto", *, fps: float = 1
     return AutoReader(p, index)
 
 
-def _decord_installed() -> bool:
-    try:
-        import decord  # noqa: F401
-    except ImportError:  # pragma: no cover - depends on the platform
-        return False
-    return True
-
-
 class AutoReader(VideoReader):
     """Reads with ``AUTO_ORDER[0]``; if a read fails, retries it with the other backend where
     that one is installed and safe for the file (decord: see :func:`_decord_unsafe`), and
@@ -751,7 +742,9 @@ class AutoReader(VideoReader):
 
     def __init__(self, path: str | os.PathLike, index: FrameIndex | None = None):
         super().__init__(path, index or build_index(path))
-        names = [n for n in AUTO_ORDER if n == "pyav" or (_decord_installed() and _decord_unsafe(self.index) is None)]
+        # decord only where it is safe for this file; whether it is installed shows when it is
+        # first needed (a VideoDecodeError saying so), so PyAV-only reads never import it.
+        names = [n for n in AUTO_ORDER if n == "pyav" or _decord_unsafe(self.index) is None]
         self._readers = [PyAVReader(path, self.index) if n == "pyav" else DecordReader(path, self.index) for n in names]
         self.stats = self._readers[0].stats
         self._used = self._readers[0].used_backend
