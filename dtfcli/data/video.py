@@ -413,6 +413,8 @@ class PyAVReader(VideoReader):
     def __init__(self, path: str | os.PathLike, index: FrameIndex | None = None):
         super().__init__(path, index or build_index(path))
         self.seeks_reliable = not self.index.sequential
+        #: Why this file is read in order although its container is seekable (None if it is not).
+        self.seek_note: str | None = None
 
     def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> str | None:
         from av.video.reformatter import VideoReformatter
@@ -428,8 +430,9 @@ class PyAVReader(VideoReader):
         if self.seeks_reliable:
             try:
                 return self._with_stream(lambda c, s: self._decode_seeking(c, s, wanted, deliver))
-            except _Unreliable:
+            except _Unreliable as exc:
                 self.seeks_reliable = False  # for this file, from now on: read in order
+                self.seek_note = str(exc)
                 sink.reset()
         return self._with_stream(lambda c, s: self._decode_in_order(c, s, wanted, deliver))
 
@@ -485,6 +488,8 @@ class PyAVReader(VideoReader):
         return f"the stream ends after {position + 1} decoded frames (its packets list {self.num_frames})"
 
     def _decode_seeking(self, container, stream, wanted, deliver) -> str | None:
+        import av
+
         index = self.index
         pos_of_pts = {p: i for i, p in enumerate(index.pts)}
         errors: list[str] = []
@@ -496,7 +501,10 @@ class PyAVReader(VideoReader):
             # the demuxer can seek to (MP4 seeks only to its sync-sample table, and x264's
             # non-IDR I-frames are not in it), so a seek may land earlier: that only costs
             # decoding, since frames are identified by pts below.  Landing later is checked.
-            container.seek(index.pts[key], stream=stream, backward=True, any_frame=False)
+            try:
+                container.seek(index.pts[key], stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError as exc:
+                raise _Unreliable(f"a seek for frame {target} failed ({_ffmpeg_reason(exc)})") from None
             self.stats.seeks += 1
             first = True
             for frame in self._frames(container, stream, errors):
@@ -511,8 +519,11 @@ class PyAVReader(VideoReader):
                 if position < target:
                     continue
                 if position > target:
-                    # Decoded from before the target and went past it: its data did not decode.
-                    return f"{errors[-1] if errors else 'the decoder skipped it'}"
+                    # Decoded from before the target and went past it: its data did not decode,
+                    # or the decoder dropped it after the seek (then a read in order has it).
+                    if errors:
+                        return errors[-1]
+                    raise _Unreliable(f"frame {target} was not output after a seek")
                 deliver(position, frame)
                 i += 1
                 if i == len(wanted):
