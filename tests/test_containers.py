@@ -144,6 +144,18 @@ def test_frames_equal_a_sequential_decode(matrix, name, backend):
         assert reader.backend_note and "\n" not in reader.backend_note
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", [c.name for c in CASES])
+def test_single_frame_reads_from_a_fresh_reader(matrix, name, backend):
+    """One frame, first read of a fresh reader: the read that seeks straight to a keyframe
+    and keeps the first frames out (an MPEG program stream, if it were seeked, returns frame
+    48 for frame 46 here, with frame 46's timestamp: nothing after the fact can tell)."""
+    entry = matrix[name]
+    for i in (46, 58, 83):
+        _assert_frames(name, backend, "single-frame", open_video(entry["path"], backend).get_frames([i]), [i],
+                       entry["reference"])
+
+
 def test_dropped_frames_keep_their_times(matrix):
     """A 96-frame AVI from a camera that dropped frames spans 6.96 s, not 96/25 = 3.84 s, and
     a read by time returns the frame on screen then (the last one before a gap)."""

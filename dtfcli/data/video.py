@@ -539,10 +539,11 @@ class PyAVReader(VideoReader):
             else:
                 if first:
                     raise _Unreliable(f"a seek for frame {target} gave no frames")
-                # The decoder ran dry before the target.
+                # The decoder ran dry before the target, which has a packet: a decode error, or
+                # a seek that went wrong (a read in order tells which).
                 if errors:
                     return errors[-1]
-                return "the stream ends before it (its data is missing)"
+                raise _Unreliable(f"the stream ran dry before frame {target} after a seek")
         return None
 
 
