@@ -61,13 +61,17 @@ def write_video(
     timestamps_ms: list[int] | None = None,
     options: dict[str, str] | None = None,
     bframes: bool = True,
+    frame_pts: list[int] | None = None,
+    pix_fmt: str = "yuv420p",
 ) -> list[np.ndarray]:
     """Encode ``num_frames`` coded frames; return the frames as they should be displayed.
 
     ``rotation``: the frames are stored rotated and tagged with a display rotation of
     ``rotation`` degrees (counter-clockwise, the FFmpeg convention), so a reader that
     honours the tag returns the returned list unchanged.  ``timestamps_ms``: presentation
-    times for a variable-frame-rate file (time base 1/1000).
+    times for a variable-frame-rate file (time base 1/1000).  ``frame_pts``: presentation
+    times in frame periods (time base 1/fps) with gaps, as a camera that dropped frames
+    writes them (the AVI muxer marks each missing frame with an empty chunk).
     """
     height, width = size
     frames = [coded_frame(i, height, width) for i in range(num_frames)]
@@ -80,7 +84,7 @@ def write_video(
         k = (rotation // 90) % 4
         stored_h, stored_w = (width, height) if k % 2 else (height, width)
         stream.height, stream.width = stored_h, stored_w
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         stream.codec_context.gop_size = gop
         opts = {}
         if codec == "libx264":
@@ -99,6 +103,9 @@ def write_video(
             if timestamps_ms is not None:
                 vf.pts = timestamps_ms[i]
                 vf.time_base = Fraction(1, 1000)
+            elif frame_pts is not None:
+                vf.pts = frame_pts[i]
+                vf.time_base = Fraction(1, fps)
             for packet in stream.encode(vf):
                 container.mux(packet)
         for packet in stream.encode():

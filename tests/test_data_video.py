@@ -180,3 +180,47 @@ def test_frame_folder_reader(tmp_path):
     (tmp_path / "no_frames").mkdir()
     with pytest.raises(VideoDecodeError, match="no .jpg"):
         open_video(tmp_path / "no_frames")
+
+
+def test_auto_reports_the_first_backends_reason_when_both_fail_to_decode(videos, monkeypatch):
+    pytest.importorskip("decord")
+
+    def pyav_fails(self, wanted, sink):
+        return "simulated PyAV failure"
+
+    def decord_fails(self, wanted, sink):
+        raise VideoDecodeError(self.path, "simulated decord failure")
+
+    monkeypatch.setattr(video_mod.PyAVReader, "_decode_sorted", pyav_fails)
+    monkeypatch.setattr(video_mod.DecordReader, "_decode_sorted", decord_fails)
+    reader = open_video(videos["h264.mp4"]["path"], "auto")
+    with pytest.raises(VideoDecodeError) as info:
+        reader.get_frames([7, 2])
+    assert info.value.reason.startswith("frame 2 could not be decoded: simulated PyAV failure")
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_decoder_logs_stay_off_stderr(videos, backend, capfd):
+    """FFmpeg inside PyAV and decord prints warnings for a cut file (hundreds of lines from
+    decord); readers keep them quiet (``--debug`` / DTF_DEBUG=1 turns them on)."""
+    reader = open_video(videos["truncated.mkv"]["path"], backend)
+    reader.get_frames([0, reader.num_frames - 1])
+    assert capfd.readouterr().err == ""
+
+
+def test_debug_turns_decoder_logs_on(videos):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("decord")
+    code = (
+        "import sys; from dtfcli.data.video import open_video; "
+        "r = open_video(sys.argv[1], 'decord'); r.get_frames([0, r.num_frames - 1])"
+    )
+    path = str(videos["truncated.mkv"]["path"])
+    env = {**os.environ, "DTF_DEBUG": "1"}
+    loud = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True, check=True)
+    env["DTF_DEBUG"] = "0"
+    quiet = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True, check=True)
+    assert loud.stderr.strip() and not quiet.stderr.strip()

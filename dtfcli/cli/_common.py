@@ -32,6 +32,7 @@ def run_guarded(app: typer.Typer) -> None:
     debug = "--debug" in sys.argv or os.environ.get("DTF_DEBUG") == "1"
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
+        os.environ["DTF_DEBUG"] = "1"  # the video readers then let FFmpeg's and decord's logs through
     from dtfcli.hub.errors import WeightsError
 
     try:

@@ -4,17 +4,29 @@ Clip convention: every reader returns frames as a ``torch.uint8`` tensor of shap
 ``(T, H, W, C)`` (RGB, C = 3), in the order asked for (duplicates allowed), already turned
 upright according to the file's rotation metadata.
 
-What "frame i" means is decided once per file, by demuxing its packets with PyAV (no
-decoding): the presentation timestamps of the packets, sorted, are the frame timeline.
-Container headers are not trusted for the frame count (WebM/MKV do not store one, and
-some MP4/AVI headers are wrong).  Both backends use this same timeline, so they return the
-same frame for the same index or timestamp.
+What "frame i" means: the i-th frame of a plain decode of the whole stream from its start
+(PyAV, every frame, presentation order).  Every read, by any backend, in any order, returns
+exactly that frame or raises; tests/test_containers.py checks it pixel for pixel for every
+container and codec in ``VIDEO_EXTENSIONS``.
 
-AVI files (UCF101, HMDB51: MPEG-4 Part 2, often with B-frames) carry no presentation
-timestamps, only a decode order, and seeking in them returns wrong frames in decord (and
-unverifiable ones in PyAV).  For AVI both backends therefore decode sequentially from the
-first frame up to the last frame asked for; frame i is the i-th frame the decoder outputs.
-These clips are short, so this costs little and is always right.
+The timeline is decided once per file by demuxing its packets with PyAV (no decoding):
+the sorted presentation timestamps of the packets (for AVI, which stores only a position
+per frame in its index, those positions: a camera file that dropped frames keeps its gaps).
+Container headers are not trusted for the frame count.
+
+How each backend keeps that promise (measurements in docs/data.md):
+
+* PyAV seeks only in containers whose seeks were shown to land on or before the keyframe
+  asked for, with frame timestamps that match the packets (MP4/MOV/3GP, Matroska/WebM,
+  ASF/WMV, Ogg); frames are identified by timestamp.  A seek that lands after the frame
+  wanted, or a frame whose timestamp is not in the index, switches the file to sequential
+  decoding.  Other containers (AVI, MPEG program and transport streams, FLV, anything else)
+  are decoded in order from the first frame, frame i being the i-th frame out.
+* decord is used only where it was shown to return the right frames: MP4/MOV and
+  Matroska/WebM with h264/VP8/VP9 and closed GOPs (no frame after a keyframe in decode order
+  is shown before it), its timestamps agreeing with the packets; and AVI (MPEG-4 Part 2,
+  MJPEG) read in order from the first frame.  Anything else asked of decord is read with
+  PyAV instead (``used_backend`` says so, ``backend_note`` says why).
 """
 
 from __future__ import annotations
@@ -30,14 +42,47 @@ import numpy as np
 import torch
 
 BACKENDS = ("auto", "pyav", "decord")
-#: The backend ``auto`` tries first, then the other one.  Chosen from measurements in
-#: docs/data.md (both are correct with this module's indexing; PyAV is the one that
-#: counts decoded frames and needs no workaround for AVI).
+#: The backend ``auto`` tries first, then the other one where that one is safe for the file.
+#: PyAV first: it is correct for every container accepted and the faster in our measurements
+#: (docs/data.md).
 AUTO_ORDER = ("pyav", "decord")
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".ogv")
+#: Exactly the file types the container matrix (tests/test_containers.py) proves.
+VIDEO_EXTENSIONS = (
+    ".mp4", ".m4v", ".mov", ".3gp", ".mkv", ".webm", ".avi", ".wmv", ".asf", ".mpg", ".mpeg", ".ts", ".flv", ".ogv",
+)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-# Containers without real presentation timestamps: decode in order, never seek.
-_SEQUENTIAL_FORMATS = ("avi",)
+# Containers (FFmpeg demuxer names, first of the list) in which PyAV may seek: seeks land
+# on or before the keyframe asked for and frames keep the packets' timestamps.  In MPEG
+# program/transport streams and FLV seeks land a keyframe interval late (in program streams
+# the first frames out then carry wrong timestamps); AVI has only decode positions.
+# Everything else is read in order.
+_SEEKABLE_FORMATS = ("mov", "matroska", "asf", "ogg")
+# Where decord's sparse reads return the right frames (closed GOPs only, see _decord_unsafe).
+_DECORD_SEEK_SAFE = {"mov": ("h264", "vp8", "vp9"), "matroska": ("h264", "vp8", "vp9")}
+# Where decord's in-order reads from the first frame return the right frames.
+_DECORD_IN_ORDER_SAFE = {"avi": ("mpeg4", "mjpeg")}
+
+_LOGS_SET: set[str] = set()  # the libraries whose log level is set
+
+
+def _debug() -> bool:
+    return os.environ.get("DTF_DEBUG") == "1"
+
+
+def _set_library_logging(library: str = "av") -> None:
+    """FFmpeg (PyAV's and decord's copies) logs to stderr on its own; keep it quiet unless
+    DTF_DEBUG=1 (``--debug``): decode problems reach the user as VideoDecodeError."""
+    if library in _LOGS_SET:
+        return
+    _LOGS_SET.add(library)
+    if library == "av":
+        import av.logging
+
+        av.logging.set_level(av.logging.WARNING if _debug() else None)
+    else:
+        import decord.logging
+
+        decord.logging.set_level(decord.logging.WARNING if _debug() else decord.logging.QUIET)
 
 
 class VideoDecodeError(ValueError):
@@ -59,18 +104,21 @@ class FrameIndex:
     ``pts``: presentation timestamps in stream time-base units, sorted (one per frame).
     ``keyframes``: sorted positions (into ``pts``) of frames a decoder can start from.
     ``seconds``: ``pts`` in seconds from the first frame.
+    ``sequential``: frames are identified by decode order (the reader never seeks).
+    ``open_gop``: some frame after a keyframe in decode order is shown before it.
     """
 
     pts: list[int]
     keyframes: list[int]
     seconds: np.ndarray
     time_base: Fraction
-    sequential: bool  # True: identify frames by decode order (AVI)
+    sequential: bool
     header_frames: int  # what the container header claims (0 = unknown)
     format_name: str
     codec_name: str
     rotation: int = 0  # degrees counter-clockwise to turn the stored picture upright
     stored_size: tuple[int, int] = (0, 0)  # (H, W) as stored, before rotation
+    open_gop: bool = False
 
 
 def _open_container(path: Path):
@@ -82,6 +130,7 @@ def _open_container(path: Path):
         raise VideoDecodeError(path, "is a folder, not a video file")
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "empty file (0 bytes)")
+    _set_library_logging()
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as exc:
@@ -123,41 +172,44 @@ def build_index(path: str | os.PathLike) -> FrameIndex:
     try:
         stream = container.streams.video[0]
         fmt = container.format.name.split(",")[0]
-        sequential = fmt in _SEQUENTIAL_FORMATS
-        pts_key: list[tuple[int, bool]] = []  # (presentation or decode timestamp, keyframe)
+        sequential = fmt not in _SEEKABLE_FORMATS
+        packets: list[tuple[int | None, bool]] = []  # (presentation or else decode timestamp, keyframe)
+        open_gop = False
+        key_ts = None
         try:
             for packet in container.demux(stream):
                 if packet.size == 0 or packet.is_corrupt:
-                    continue  # the flush packet, or one cut short (truncated file): not a frame
-                ts = packet.dts if sequential else packet.pts
-                if ts is None:
-                    ts = packet.dts
-                if ts is None:
-                    sequential = True
-                    ts = len(pts_key)
-                pts_key.append((int(ts), bool(packet.is_keyframe)))
+                    continue  # the flush packet, a dropped-frame marker, or one cut short: not a frame
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if packet.is_keyframe:
+                    key_ts = ts
+                elif ts is not None and key_ts is not None and ts < key_ts:
+                    open_gop = True  # shown before the keyframe it follows in decode order
+                packets.append((None if ts is None else int(ts), bool(packet.is_keyframe)))
         except av.FFmpegError as exc:
-            if not pts_key:
+            if not packets:
                 raise VideoDecodeError(path, f"cannot read packets ({_ffmpeg_reason(exc)})") from None
-        if not pts_key:
+        if not packets:
             raise VideoDecodeError(path, "video stream has no frames")
-        if sequential:
-            # Decode order is display order for our purposes; timestamps from the frame rate.
+        stamps = [ts for ts, _ in packets]
+        if any(ts is None for ts in stamps) or len(set(stamps)) != len(stamps):
+            # No usable timestamps: frames are decode positions, times from the frame rate.
+            sequential = True
             rate = stream.average_rate or stream.guessed_rate or Fraction(25)
             time_base = Fraction(1, 1) / Fraction(rate)
-            pts = list(range(len(pts_key)))
+            pts = list(range(len(packets)))
             keyframes = [0]
         else:
             time_base = Fraction(stream.time_base)
-            order = sorted(range(len(pts_key)), key=lambda i: pts_key[i][0])
-            pts = [pts_key[i][0] for i in order]
-            keyframes = [pos for pos, i in enumerate(order) if pts_key[i][1]] or [0]
+            order = sorted(range(len(packets)), key=lambda i: stamps[i])
+            pts = [stamps[i] for i in order]
+            keyframes = [pos for pos, i in enumerate(order) if packets[i][1]] or [0]
             if keyframes[0] != 0:
                 keyframes.insert(0, 0)  # the decoder can always start at the beginning
         seconds = (np.asarray(pts, np.float64) - pts[0]) * float(time_base)
         return FrameIndex(
             pts=pts,
-            keyframes=keyframes,
+            keyframes=keyframes if not sequential else [0],
             seconds=seconds,
             time_base=time_base,
             sequential=sequential,
@@ -166,6 +218,7 @@ def build_index(path: str | os.PathLike) -> FrameIndex:
             codec_name=stream.codec_context.name,
             rotation=_legacy_rotation_tag(stream),
             stored_size=(stream.codec_context.height, stream.codec_context.width),
+            open_gop=open_gop,
         )
     finally:
         container.close()
@@ -224,14 +277,7 @@ class VideoReader:
                 if not 0 <= i < self.num_frames:
                     raise IndexError(f"{self.path}: frame {i} out of range (video has {self.num_frames} frames)")
         sink = _ClipSink(self.path, per_clip)
-        self._decode_sorted(sink.wanted, sink)
-        missing = [i for i in sink.wanted if i not in sink.done]
-        if missing:
-            raise VideoDecodeError(
-                self.path,
-                f"{len(missing)} of {len(sink.wanted)} frames could not be decoded (first: frame {missing[0]}); "
-                "file truncated or corrupt",
-            )
+        self._decode_checked(sink.wanted, sink)
         self.stats.frames_returned += sum(len(idx) for idx in per_clip)
         return sink.clips
 
@@ -281,10 +327,28 @@ class VideoReader:
             f"duration={self.duration:.3f}s)"
         )
 
-    def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> None:
+    #: What backend decoded the last read (``AutoReader`` and a ``DecordReader`` that had to
+    #: use PyAV for a file say which).
+    @property
+    def used_backend(self) -> str:
+        return self.backend
+
+    def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> str | None:
         """Decode the frames at the sorted positions ``wanted`` and hand each to ``sink(index,
-        uint8 (H, W, C) upright frame)``; frames not reached are reported missing by ``_read``."""
+        uint8 (H, W, C) upright frame)``.  Returns why frames may be missing (None if no reason
+        is known); :meth:`_decode_checked` turns missing frames into an error."""
         raise NotImplementedError
+
+    def _decode_checked(self, wanted: list[int], sink: _ClipSink) -> None:
+        """:meth:`_decode_sorted`, then a VideoDecodeError naming the first frame not delivered
+        and the reason; never a substitute frame."""
+        reason = self._decode_sorted(wanted, sink)
+        missing = [i for i in wanted if i not in sink.done]
+        if missing:
+            more = f" ({len(missing)} of {len(wanted)} frames asked for missing)" if len(missing) > 1 else ""
+            raise VideoDecodeError(
+                self.path, f"frame {missing[0]} could not be decoded: {reason or 'the decoder did not return it'}{more}"
+            )
 
 
 class _ClipSink:
@@ -326,9 +390,15 @@ def _upright(array: np.ndarray, rotation: int) -> np.ndarray:
     return np.rot90(array, k=k) if k else array
 
 
+class _Unreliable(Exception):
+    """Seeking in this file did not give the frames the timeline says: read it in order."""
+
+
 class PyAVReader(VideoReader):
-    """PyAV (FFmpeg) decoding: seeks to the keyframe before each group of wanted frames and
-    decodes forward, identifying frames by their presentation timestamp.
+    """PyAV (FFmpeg) decoding.  In containers where seeking is reliable: seek to the keyframe
+    before each group of wanted frames and decode forward, identifying frames by their
+    presentation timestamp.  Elsewhere (and after any seek that does not give the frames the
+    timeline says): decode in order from the first frame.
 
     Only the frames asked for are converted to RGB, once each, with one colour converter
     per read (``to_ndarray(format="rgb24")`` would set up a new one for every frame), and
@@ -342,12 +412,13 @@ class PyAVReader(VideoReader):
 
     def __init__(self, path: str | os.PathLike, index: FrameIndex | None = None):
         super().__init__(path, index or build_index(path))
+        self.seeks_reliable = not self.index.sequential
+        #: Why this file is read in order although its container is seekable (None if it is not).
+        self.seek_note: str | None = None
 
-    def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> None:
-        import av
+    def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> str | None:
         from av.video.reformatter import VideoReformatter
 
-        container = _open_container(Path(self.path))
         converter = VideoReformatter()
 
         def deliver(position: int, frame) -> None:
@@ -356,22 +427,33 @@ class PyAVReader(VideoReader):
             rotation = getattr(frame, "rotation", 0) or self.index.rotation
             sink(position, _upright(rgb, int(rotation)))
 
+        if self.seeks_reliable:
+            try:
+                return self._with_stream(lambda c, s: self._decode_seeking(c, s, wanted, deliver))
+            except _Unreliable as exc:
+                self.seeks_reliable = False  # for this file, from now on: read in order
+                self.seek_note = str(exc)
+                sink.reset()
+        return self._with_stream(lambda c, s: self._decode_in_order(c, s, wanted, deliver))
+
+    def _with_stream(self, decode) -> str | None:
+        import av
+
+        container = _open_container(Path(self.path))
         try:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            if self.index.sequential:
-                self._decode_in_order(container, stream, wanted, deliver)
-            else:
-                self._decode_seeking(container, stream, wanted, deliver)
-        except av.FFmpegError:
-            pass  # frames not reached are reported as missing by _read
+            return decode(container, stream)
+        except av.FFmpegError as exc:
+            return f"the file cannot be read past this point ({_ffmpeg_reason(exc)})"
         finally:
             container.close()
 
-    @staticmethod
-    def _frames(container, stream):
-        """Decoded frames, packet by packet: a damaged packet is skipped and decoding goes on
-        (``container.decode`` would stop there and lose the frames still in the decoder)."""
+    def _frames(self, container, stream, errors: list[str]):
+        """Decoded frames, packet by packet: a packet the decoder rejects is skipped and
+        decoding goes on (``container.decode`` would stop there and lose the frames still in
+        the decoder); why is appended to ``errors``.  Packets the demuxer flags as damaged are
+        not in the timeline either (see :func:`build_index`) and are skipped."""
         import av
 
         for packet in container.demux(stream):
@@ -379,77 +461,126 @@ class PyAVReader(VideoReader):
                 continue
             try:
                 frames = packet.decode()
-            except av.FFmpegError:
+            except av.FFmpegError as exc:
+                errors.append(f"the decoder rejected its data ({_ffmpeg_reason(exc)})")
                 continue
             yield from frames
 
-    def _decode_in_order(self, container, stream, wanted, deliver) -> None:
+    def _decode_in_order(self, container, stream, wanted, deliver) -> str | None:
+        """Frame i is the i-th frame out of the decoder.  A packet that fails to decode would
+        shift every later frame, so it ends the read (the frames not yet delivered are
+        reported missing with the decoder's reason)."""
         targets = set(wanted)
         last = wanted[-1]
-        for position, frame in enumerate(self._frames(container, stream)):
+        errors: list[str] = []
+        position = -1
+        for frame in self._frames(container, stream, errors):
+            if errors:
+                break
+            position += 1
             self.stats.frames_decoded += 1
             if position in targets:
                 deliver(position, frame)
             if position >= last:
-                break
+                return None
+        if errors:
+            return f"{errors[0]} after {position + 1} frames had been decoded"
+        return f"the stream ends after {position + 1} decoded frames (its packets list {self.num_frames})"
 
-    def _decode_seeking(self, container, stream, wanted, deliver) -> None:
+    def _decode_seeking(self, container, stream, wanted, deliver) -> str | None:
+        import av
+
         index = self.index
         pos_of_pts = {p: i for i, p in enumerate(index.pts)}
-        remaining = list(wanted)
-        failed_tries = 0
-        while remaining:
-            target = remaining[0]
-            # First try: the keyframe before the target.  If that made no progress (the
-            # demuxer landed after the target), try once more from the very beginning.
-            key = index.keyframes[bisect.bisect_right(index.keyframes, target) - 1] if not failed_tries else 0
+        errors: list[str] = []
+        i = 0
+        while i < len(wanted):
+            target = wanted[i]
+            key = index.keyframes[bisect.bisect_right(index.keyframes, target) - 1]
             # Seek by the keyframe's pts.  A packet flagged as a keyframe is not always a point
             # the demuxer can seek to (MP4 seeks only to its sync-sample table, and x264's
             # non-IDR I-frames are not in it), so a seek may land earlier: that only costs
-            # decoding, since frames are identified by pts below.
-            container.seek(index.pts[key], stream=stream, backward=True, any_frame=False)
+            # decoding, since frames are identified by pts below.  Landing later is checked.
+            try:
+                container.seek(index.pts[key], stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError as exc:
+                raise _Unreliable(f"a seek for frame {target} failed ({_ffmpeg_reason(exc)})") from None
             self.stats.seeks += 1
-            progressed = False
-            for frame in self._frames(container, stream):
+            first = True
+            for frame in self._frames(container, stream, errors):
                 self.stats.frames_decoded += 1
                 ts = frame.pts if frame.pts is not None else frame.dts
                 position = pos_of_pts.get(ts)
                 if position is None:
+                    raise _Unreliable(f"a frame decoded after a seek has timestamp {ts}, not in the packets")
+                if first and position > target:
+                    raise _Unreliable(f"a seek for frame {target} landed at frame {position}")
+                first = False
+                if position < target:
                     continue
-                if position in remaining:
-                    deliver(position, frame)
-                    remaining.remove(position)
-                    progressed = True
-                if not remaining:
-                    break
-                nxt = remaining[0]
-                if nxt < position:
-                    break  # the seek landed past it: try again
-                next_key = index.keyframes[bisect.bisect_right(index.keyframes, nxt) - 1]
+                if position > target:
+                    # Decoded from before the target and went past it: its data did not decode,
+                    # or the decoder dropped it after the seek (then a read in order has it).
+                    if errors:
+                        return errors[-1]
+                    raise _Unreliable(f"frame {target} was not output after a seek")
+                deliver(position, frame)
+                i += 1
+                if i == len(wanted):
+                    return None
+                target = wanted[i]
+                next_key = index.keyframes[bisect.bisect_right(index.keyframes, target) - 1]
                 # Decode on while the next target is reachable without passing a later
                 # keyframe, or when a seek would save only a few frames (the test views'
                 # overlapping clips leave gaps of a few frames); otherwise a fresh seek skips
-                # the frames in between.  (A seek can land before the keyframe asked for,
-                # hence position >= key.)
-                if position >= key and next_key - position - 1 > self.max_frames_skipped_by_decoding:
+                # the frames in between.
+                if next_key > position and next_key - position - 1 > self.max_frames_skipped_by_decoding:
                     break
             else:
-                if not progressed:
-                    return  # decoder ran dry: the rest are reported missing
-            if progressed:
-                failed_tries = 0
-            else:
-                failed_tries += 1
-                if failed_tries > 1:
-                    return
+                if first:
+                    raise _Unreliable(f"a seek for frame {target} gave no frames")
+                # The decoder ran dry before the target, which has a packet: a decode error, or
+                # a seek that went wrong (a read in order tells which).
+                if errors:
+                    return errors[-1]
+                raise _Unreliable(f"the stream ran dry before frame {target} after a seek")
+        return None
+
+
+# What the container matrix measured where decord is not used (format -> reason).
+_DECORD_DEFECTS = {
+    "mpeg": "decord's timestamps for MPEG program streams are invalid and its sparse reads return wrong frames",
+    "mpegts": "decord returns frames a keyframe interval late in MPEG transport streams",
+    "asf": "decord returns frames a keyframe interval early in ASF/WMV files",
+    "flv": "decord's sparse reads return wrong frames in FLV files",
+    "ogg": "decord cannot open Ogg files",
+}
+
+
+def _decord_unsafe(index: FrameIndex) -> str | None:
+    """Why decord's frames would not be the timeline's frames for this file (None: safe).
+    From the container matrix (docs/data.md): decord returns wrong frames in MPEG program and
+    transport streams, ASF/WMV and FLV, and near the keyframes of open-GOP streams (HEVC,
+    MPEG-4 Part 2 and MPEG-2 with B-frames, open-GOP h264) in any container."""
+    codecs = (_DECORD_IN_ORDER_SAFE if index.sequential else _DECORD_SEEK_SAFE).get(index.format_name)
+    if codecs is None:
+        return _DECORD_DEFECTS.get(index.format_name, f"decord is not proven on {index.format_name} files")
+    if index.open_gop and not index.sequential:
+        return "decord returns wrong frames near the keyframes of open-GOP streams"
+    if index.codec_name not in codecs:
+        return f"decord is not proven on {index.codec_name} in {index.format_name} files"
+    return None
 
 
 class DecordReader(VideoReader):
-    """decord decoding (batched, fast), on the shared PyAV packet timeline.
+    """decord decoding (batched), on the shared PyAV packet timeline, for the files where it
+    returns the timeline's frames (see :func:`_decord_unsafe`); any other file is read with
+    PyAV (``used_backend`` is then "pyav" and ``backend_note`` says why).
 
     decord's own frame count and seeking are not trusted: requests never go past the
-    timeline from the packets (decord can hang when asked past the real end), and AVI files
-    are read in order from the first frame (decord returns wrong frames after seeking in them).
+    timeline from the packets (decord can hang when asked past the real end), its
+    timestamps must agree with the packets', and AVI files are read in order from the first
+    frame.
     """
 
     backend = "decord"
@@ -457,60 +588,96 @@ class DecordReader(VideoReader):
     def __init__(self, path: str | os.PathLike, index: FrameIndex | None = None):
         super().__init__(path, index or build_index(path))
         self.stats.frames_decoded = None
+        self.backend_note = _decord_unsafe(self.index)
+        self._pyav: PyAVReader | None = None
+        if self.backend_note is not None:
+            self._use_pyav()
+
+    def _use_pyav(self) -> None:
+        self._pyav = PyAVReader(self.path, self.index)
+        self.stats = self._pyav.stats
+
+    @property
+    def used_backend(self) -> str:
+        return "pyav" if self._pyav is not None else "decord"
 
     def _open(self):
         try:
             import decord
         except ImportError as exc:  # pragma: no cover - depends on the platform
             raise VideoDecodeError(self.path, f"decord backend not available ({exc})") from None
+        _set_library_logging("decord")
         try:
             return decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=1)
         except Exception as exc:  # decord raises DECORDError (a RuntimeError) with a C++ trace
-            raise VideoDecodeError(self.path, f"decord cannot open it ({str(exc).splitlines()[0][:120]})") from None
+            raise VideoDecodeError(self.path, f"decord cannot open it ({_decord_reason(exc)})") from None
 
-    def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> None:
+    def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> str | None:
+        if self._pyav is not None:
+            return self._pyav._decode_sorted(wanted, sink)
         vr = self._open()
         try:
-            available = min(len(vr), self.num_frames)
-            if self.index.sequential:
-                chunk = 32
-                targets = set(wanted)
-                for start in range(0, min(wanted[-1] + 1, available), chunk):
-                    stop = min(start + chunk, wanted[-1] + 1, available)
-                    batch = vr.get_batch(list(range(start, stop))).asnumpy()
-                    for offset, frame in enumerate(batch):
-                        if start + offset in targets:
-                            sink(start + offset, frame)
+            if len(vr) != self.num_frames:
+                reason = f"decord sees {len(vr)} frames where the packets list {self.num_frames}"
+            elif self.index.sequential:
+                return self._in_order(vr, wanted, sink)
             else:
-                # Map our timeline to decord's by timestamp (its own may start elsewhere or
-                # drop frames); fall back to the same position when decord has no timestamps.
-                mapped = self._map_to_decord(vr, wanted, available)
-                ok = [(w, m) for w, m in zip(wanted, mapped, strict=True) if m is not None]
-                if ok:
-                    batch = vr.get_batch([m for _, m in ok]).asnumpy()
-                    for (w, _), frame in zip(ok, batch, strict=True):
+                reason, mapped = self._map_to_decord(vr, wanted)
+                if reason is None:
+                    batch = vr.get_batch(mapped).asnumpy()
+                    for w, frame in zip(wanted, batch, strict=True):
                         sink(w, frame)
+                    return None
         except VideoDecodeError:
             raise
-        except Exception:
-            pass  # decoding stopped early: missing frames are reported by _read
+        except Exception as exc:
+            return f"decord stopped ({_decord_reason(exc)})"
         finally:
             del vr
+        # decord's view of this file disagrees with the packets: PyAV reads it from now on.
+        self.backend_note = reason
+        self._use_pyav()
+        return self._pyav._decode_sorted(wanted, sink)
 
-    def _map_to_decord(self, vr, wanted: list[int], available: int) -> list[int | None]:
+    def _in_order(self, vr, wanted: list[int], sink: _ClipSink) -> None:
+        chunk = 32
+        targets = set(wanted)
+        for start in range(0, wanted[-1] + 1, chunk):
+            stop = min(start + chunk, wanted[-1] + 1)
+            batch = vr.get_batch(list(range(start, stop))).asnumpy()
+            for offset, frame in enumerate(batch):
+                if start + offset in targets:
+                    sink(start + offset, frame)
+        return None
+
+    def _map_to_decord(self, vr, wanted: list[int]) -> tuple[str | None, list[int]]:
+        """decord's index of each wanted frame, found by timestamp; or why that cannot be
+        trusted (garbage timestamps, or ones that disagree with the packets)."""
         try:
             starts = np.asarray(vr.get_frame_timestamp(list(range(len(vr))))[:, 0], np.float64)
         except Exception:
-            starts = None
-        if starts is None or not np.all(np.isfinite(starts)) or starts.min() < -1:
-            return [w if w < available else None for w in wanted]
+            return "decord reports no frame timestamps for this file", []
+        if not np.all(np.isfinite(starts)) or starts.min() < -1:
+            return "decord's frame timestamps for this file are invalid", []
         starts = starts - starts[0]
-        half = 0.5 * float(np.median(np.diff(self.frame_times))) if self.num_frames > 1 else 0.02
-        mapped: list[int | None] = []
-        for w in wanted:
-            j = int(np.argmin(np.abs(starts - self.frame_times[w])))
-            mapped.append(j if abs(starts[j] - self.frame_times[w]) <= half + 1e-3 and j < len(vr) else None)
-        return mapped
+        ours = self.frame_times
+        if len(starts) != len(ours) or np.abs(starts - ours).max() > 0.5 * _min_step(ours) + 1e-3:
+            return "decord's frame timestamps disagree with the packets", []
+        return None, list(wanted)
+
+
+def _decord_reason(exc: Exception) -> str:
+    """decord's message without its log prefixes ("[08:08:38] /src/.../file.cc:218: ")."""
+    import re
+
+    line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", line).strip()[:160]
+
+
+def _min_step(times: np.ndarray) -> float:
+    steps = np.diff(times)
+    steps = steps[steps > 0]
+    return float(steps.min()) if len(steps) else 0.04
 
 
 class FrameFolderReader(VideoReader):
@@ -542,7 +709,7 @@ class FrameFolderReader(VideoReader):
         self.duration = n / float(fps)
         self.fps = float(fps)
 
-    def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> None:
+    def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> str | None:
         from PIL import Image  # torchvision's own image decoding is deprecated (0.29)
 
         for i in wanted:
@@ -553,14 +720,16 @@ class FrameFolderReader(VideoReader):
                 raise VideoDecodeError(self.files[i], f"cannot decode image ({exc})") from None
             self.stats.frames_decoded += 1
             sink(i, frame)
+        return None
 
 
 def open_video(path: str | os.PathLike, backend: str = "auto", *, fps: float = 12.0) -> VideoReader:
     """Open a video file (or a folder of frames) for reading.
 
     ``backend``: "pyav", "decord" or "auto" (``AUTO_ORDER[0]``, and the other one when the
-    first cannot read the file; see :class:`AutoReader`).  ``fps`` only applies to frame
-    folders.  Raises VideoDecodeError(path, reason) for anything that is not a readable video.
+    first cannot read the file and the other is safe for it; see :class:`AutoReader`).
+    ``fps`` only applies to frame folders.  Raises VideoDecodeError(path, reason) for
+    anything that is not a readable video.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown video backend {backend!r} (choose from {', '.join(BACKENDS)})")
@@ -575,40 +744,43 @@ def open_video(path: str | os.PathLike, backend: str = "auto", *, fps: float = 1
     return AutoReader(p, index)
 
 
-def _make(backend: str, path: Path, index: FrameIndex) -> VideoReader:
-    return PyAVReader(path, index) if backend == "pyav" else DecordReader(path, index)
-
-
 class AutoReader(VideoReader):
-    """Reads with ``AUTO_ORDER[0]``; if a read fails (or that backend is missing), retries it
-    with the other backend and keeps using whichever worked.  The error raised when both
-    fail is the first backend's."""
+    """Reads with ``AUTO_ORDER[0]``; if a read fails, retries it with the other backend where
+    that one is installed and safe for the file (decord: see :func:`_decord_unsafe`), and
+    keeps using whichever worked.  The error raised when every backend fails is the first
+    backend's."""
 
     backend = "auto"
 
     def __init__(self, path: str | os.PathLike, index: FrameIndex | None = None):
         super().__init__(path, index or build_index(path))
-        self._readers = [_make(name, Path(path), self.index) for name in AUTO_ORDER]
+        # decord only where it is safe for this file; whether it is installed shows when it is
+        # first needed (a VideoDecodeError saying so), so PyAV-only reads never import it.
+        names = [n for n in AUTO_ORDER if n == "pyav" or _decord_unsafe(self.index) is None]
+        self._readers = [PyAVReader(path, self.index) if n == "pyav" else DecordReader(path, self.index) for n in names]
         self.stats = self._readers[0].stats
-        self.used_backend = AUTO_ORDER[0]
+        self._used = self._readers[0].used_backend
         self.fallbacks = 0
 
-    def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> None:
+    @property
+    def used_backend(self) -> str:
+        return self._used
+
+    def _decode_sorted(self, wanted: list[int], sink: _ClipSink) -> str | None:
         first_error: VideoDecodeError | None = None
         for reader in list(self._readers):
             sink.reset()  # the next backend reads every frame again
             try:
-                reader._decode_sorted(wanted, sink)
+                reader._decode_checked(wanted, sink)
             except VideoDecodeError as exc:
                 first_error = first_error or exc
                 continue
-            if all(i in sink.done for i in wanted):
-                if reader is not self._readers[0]:
-                    self.fallbacks += 1
-                    self._readers.remove(reader)
-                    self._readers.insert(0, reader)  # keep using the one that worked
-                    self.stats = reader.stats
-                self.used_backend = reader.backend
-                return
-        if first_error is not None:
-            raise first_error
+            if reader is not self._readers[0]:
+                self.fallbacks += 1
+                self._readers.remove(reader)
+                self._readers.insert(0, reader)  # keep using the one that worked
+                self.stats = reader.stats
+            self._used = reader.used_backend
+            return None
+        assert first_error is not None
+        raise first_error
