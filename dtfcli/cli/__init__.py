@@ -9,6 +9,7 @@ from dtfcli.cli._common import console, fail, run_guarded
 from dtfcli.cli.benchmark import benchmark_command
 from dtfcli.cli.data import app as data_app
 from dtfcli.cli.models import models_command
+from dtfcli.cli.train import train_command
 from dtfcli.engine.runtime import apply_cpu_settings
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ def _root(
 app.command("models")(models_command)
 app.command("benchmark")(benchmark_command)
 app.add_typer(data_app, name="data")
+app.command("train")(train_command)
 
 
 def main() -> None:
