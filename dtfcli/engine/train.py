@@ -380,9 +380,9 @@ class _Run:
             if clip is None and not procs.distributed:
                 continue
             empty = clip is None  # every process must join the gradient exchange: a zero-weight pass
-            if empty:
-                shape = (1, 3, v["num_frames"], v["crop_size"], v["crop_size"])
-                clip, labels = torch.zeros(shape), torch.zeros(1, dtype=torch.long)
+            if empty:  # (two clips: batch norm needs more than one value per channel)
+                shape = (2, 3, v["num_frames"], v["crop_size"], v["crop_size"])
+                clip, labels = torch.zeros(shape), torch.zeros(2, dtype=torch.long)
             else:
                 labels = batch["label"]
             clip = clip.to(procs.device, non_blocking=True)

@@ -70,7 +70,8 @@ KEYS: dict[str, Key] = {
     "sampling": _k("choice", AUTO, "frame sampling (auto: segments for Something-Something, else dense)",
                    choices=("dense", "segments"), auto=True),
     "frame_interval": _k("int", 4, "frames between samples of a dense clip", minimum=1),
-    "crop_size": _k("int", AUTO, "training crop side (auto: the model's)", auto=True, minimum=8),
+    "crop_size": _k("int", AUTO, "training crop side (auto: 224, or the model's when smaller)", auto=True,
+                     minimum=8),
     "scale_range": _k("ints", AUTO, "random short side before the crop (auto: 256-340 scaled to the crop)",
                       auto=True),
     "flip": _k("bool", AUTO, "random horizontal flip (auto: off for Something-Something)", auto=True),
@@ -267,7 +268,9 @@ def resolve_config(config: dict[str, Any], *, world_size: int = 1, cuda: bool = 
     if v["sampling"] == AUTO:
         v["sampling"] = "segments" if something else "dense"
     if v["crop_size"] == AUTO:
-        v["crop_size"] = spec.crop_size
+        # The paper trains every full-size model on 224 crops (and tests the ResNets at 256, the
+        # registry's crop); CPU-sized models train at their own, smaller crop.
+        v["crop_size"] = min(spec.crop_size, PAPER_CROP)
     if v["scale_range"] == AUTO:
         v["scale_range"] = [round(v["crop_size"] * s / PAPER_CROP) for s in PAPER_SCALE]
     if v["flip"] == AUTO:

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dtfcli.engine.train_config import ConfigKeyError, Resolved
+from dtfcli.engine.train_config import PAPER_CROP, ConfigKeyError, Resolved
 
 
 class TrainError(ValueError):
@@ -107,10 +107,13 @@ def build_model(cfg: Resolved, num_classes: int, *, fresh: bool) -> tuple[nn.Mod
 
     v = cfg.values
     source = v["pretrained"]
+    # The paper's 224 training crop keeps the model's own test crop (256 for the ResNets); any
+    # other training crop (a CPU-sized model's) is also the crop it is tested at.
+    crop = {} if v["crop_size"] == PAPER_CROP else {"crop_size": v["crop_size"]}
     if source in ("none", "imagenet") or fresh:
         try:
             model = create_model(v["model"], num_classes=num_classes, num_frames=v["num_frames"],
-                                 dropout=v["dropout"], crop_size=v["crop_size"])
+                                 dropout=v["dropout"], **crop)
         except (KeyError, ValueError) as exc:
             raise ConfigKeyError(f"config key 'model': {exc.args[0] if exc.args else exc}") from None
         if fresh or source == "none":
