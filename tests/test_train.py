@@ -69,18 +69,20 @@ class _CpuLikeTheCli:
 
 
 def _start_cli(*args: str) -> subprocess.Popen:
+    """The real command in its own process group, as a terminal runs it."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "dtfcli", "train", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
 def _stop_at(proc: subprocess.Popen, metrics: Path, step: int, sig: int) -> tuple[int, str]:
-    """Send ``sig`` once the run has logged ``step``; return (exit code, stderr)."""
+    """Send ``sig`` to the command's process group (its data workers too, as Ctrl-C in a
+    terminal does) once the run has logged ``step``; return (exit code, output)."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         rows = _rows(metrics)
         if rows and int(rows[-1]["step"]) >= step:
-            proc.send_signal(sig)
+            os.killpg(proc.pid, sig)
             break
         time.sleep(0.02)
     out, err = proc.communicate(timeout=180)
@@ -99,14 +101,14 @@ def test_resume_after_sigint_equals_an_uninterrupted_run(data, tmp_path):
     assert reference.status == "finished" and reference.global_step == 12
 
     run = tmp_path / "run"
-    code, output = _stop_at(_start_cli(*_args(config)), run / "metrics.csv", 2, signal.SIGINT)
+    code, output = _stop_at(_start_cli(*_args({**config, "num_workers": 1})), run / "metrics.csv", 2, signal.SIGINT)
     assert code == 130, output
     assert "dtf train --resume" in output
     stopped = int(ckpt.load_state(ckpt.find_checkpoint(run)[1])[0]["global_step"])
     assert 2 <= stopped < 12, "the run ended before the signal arrived"
 
-    # Resumed (in this process, with the command's numerics) with worker processes: each clip's
-    # randomness does not depend on who decodes it.
+    # Stopped with one data worker, resumed (in this process, with the command's numerics) with
+    # two, against a reference with none: each clip's randomness does not depend on who decodes it.
     with _CpuLikeTheCli():
         resumed = train({"num_workers": 2}, resume=run)
     assert resumed.status == "finished" and resumed.global_step == 12

@@ -146,6 +146,10 @@ def train_command(
         from dtfcli.engine.train import EXIT_DIVERGED
 
         fail(str(exc), EXIT_DIVERGED)
+    except KeyboardInterrupt:  # a second Ctrl-C: no waiting for the step to finish
+        reporter.end()
+        fail("interrupted twice: stopped without saving this step; the last checkpoint is kept "
+             "(dtf train --resume RUN_DIR)", 130)
     if as_json:
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items() if k != "config"}
         console.print_json(json.dumps(out))

@@ -14,6 +14,7 @@ batch B*W sees exactly the same clips per micro-batch as W processes together.
 from __future__ import annotations
 
 import hashlib
+import signal
 from collections.abc import Iterator
 
 import torch
@@ -82,9 +83,17 @@ class EpochBatches:
             yield [(self.epoch, i) for i in order[start:start + self.batch_size]]
 
 
+def ignore_interrupts(worker_id: int) -> None:
+    """Ctrl-C in a terminal reaches every process of the group: a worker that quit on it could
+    take the training process down (a batch it owed never comes) before it saved.  Workers
+    leave the signal to the training process, which stops them when it is done."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def train_loader(dataset: Dataset, sampler: EpochBatches, seed: int, num_workers: int, pin_memory: bool
                  ) -> DataLoader:
-    extra = {"prefetch_factor": 2, "persistent_workers": False} if num_workers > 0 else {}
+    extra = {"prefetch_factor": 2, "persistent_workers": False,
+             "worker_init_fn": ignore_interrupts} if num_workers > 0 else {}
     # Its own generator: without one, starting the iterator draws from the global random state,
     # which would then differ between a resumed run and an uninterrupted one.
     generator = torch.Generator().manual_seed(derive_seed(seed, "loader", sampler.epoch))
@@ -108,7 +117,7 @@ class ShardOf(Dataset):
 def val_loader(dataset: Dataset, rank: int, world_size: int, batch_size: int, num_workers: int, pin_memory: bool
                ) -> DataLoader:
     """The validation split without padding or duplicates: counts are summed across processes."""
-    extra = {"prefetch_factor": 2} if num_workers > 0 else {}
+    extra = {"prefetch_factor": 2, "worker_init_fn": ignore_interrupts} if num_workers > 0 else {}
     return DataLoader(ShardOf(dataset, rank, world_size), batch_size=batch_size, shuffle=False,
                       num_workers=num_workers, pin_memory=pin_memory, collate_fn=collate_skipping,
                       generator=torch.Generator().manual_seed(0), **extra)
