@@ -260,3 +260,22 @@ def test_help_and_a_misspelt_key(monkeypatch, capsys):
     assert info.value.code == 1
     assert "unknown config key 'epochz' (command line) (did you mean 'epochs'?)" in err
     assert "Traceback" not in err
+
+
+def test_imagenet_initialisation_from_a_2d_file_on_disk(data, tmp_path):
+    """pretrained=imagenet:FILE inflates a 2D state dict (here: one shaped like dtfnet_tiny's
+    2D network, with an ImageNet-sized head that the video classifier does not take)."""
+    from dtfcli.hub.inflate import is_temporal_key
+    from dtfcli.models import create_model
+
+    tiny = create_model("dtfnet_tiny", num_frames=4)
+    flat = {k: (v[:, :, v.shape[2] // 2] if v.dim() == 5 else v) for k, v in tiny.state_dict().items()
+            if not is_temporal_key(k) and not k.startswith("fc.")}
+    flat = {k: torch.full_like(v, 0.01) if k.endswith("conv1.weight") and v.dim() == 4 else v for k, v in flat.items()}
+    torch.save({**flat, "fc.weight": torch.zeros(1000, 128), "fc.bias": torch.zeros(1000)}, tmp_path / "2d.pth")
+    result = train(_config(data, tmp_path / "run", pretrained=f"imagenet:{tmp_path / '2d.pth'}", epochs=1,
+                           max_steps=1, val_split="", lr=0.0))
+    card = (result.final_dir / "README.md").read_text()
+    assert "ImageNet initialisation from" in card and "2d.pth" in card
+    stem = _weights(result.final_dir)["conv1.weight"]  # lr 0: the inflated stem as it was loaded
+    assert torch.all(stem[:, :, stem.shape[2] // 2] == 0.01)

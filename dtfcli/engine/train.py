@@ -19,10 +19,8 @@ See docs/training.md.
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
+import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +44,12 @@ from dtfcli.engine.train_data import EpochBatches, derive_seed, train_loader, va
 from dtfcli.engine.train_log import MetricsLog
 from dtfcli.engine.train_setup import (
     Processes,
+    RunDirExistsError,
+    StopRequest,
     TrainError,
     build_datasets,
+    claim_run_dir,
+    link_final,
     build_model,
     build_optimizer,
     build_schedule,
@@ -59,8 +61,6 @@ from dtfcli.engine.train_setup import (
 )
 
 CONFIG_FILE = "train_config.toml"
-RUN_FILES = ("checkpoints", "final", "tensorboard", "metrics.csv", "val.csv", CONFIG_FILE,
-             "config.json", "model.safetensors", "labels.txt")
 EXIT_DIVERGED = 4  # the loss became NaN or infinite
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as shells report it
 
@@ -71,10 +71,6 @@ class NonFiniteLossError(TrainError):
     def __init__(self, message: str, step: int, checkpoint: Path | None):
         super().__init__(message)
         self.step, self.checkpoint = step, checkpoint
-
-
-class RunDirExistsError(TrainError):
-    pass
 
 
 @dataclass
@@ -109,30 +105,7 @@ class Reporter:
     def end(self) -> None: ...
 
 
-class _StopRequest:
-    """SIGINT/SIGTERM set a flag the loop reads at each step boundary; a second SIGINT quits now."""
-
-    def __init__(self):
-        self.signal: str | None = None
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-def _prepare_config(config, resume, exist_ok) -> tuple[dict[str, Any], Path | None, Path | None]:
+def _prepare_config(config, resume) -> tuple[dict[str, Any], Path | None, Path | None]:
     """(config values, run dir to resume, checkpoint folder to resume)."""
     if resume is None:
         if isinstance(config, (str, Path)):
@@ -151,36 +124,6 @@ def _prepare_config(config, resume, exist_ok) -> tuple[dict[str, Any], Path | No
     return saved, run_dir, folder
 
 
-def _claim_run_dir(run_dir: Path, exist_ok: bool, procs: Processes) -> None:
-    taken = run_dir.is_dir() and any(run_dir.iterdir())
-    procs.barrier()  # every process has looked before the main one changes anything
-    if taken and not exist_ok:
-        raise RunDirExistsError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
-                                "start over there with --exist-ok (its checkpoints and logs are replaced), "
-                                "or pass run_dir=ANOTHER_FOLDER")
-    if procs.main:
-        import shutil
-
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for name in RUN_FILES:
-            path = run_dir / name
-            if path.is_symlink() or path.is_file():
-                path.unlink()
-            elif path.is_dir():
-                shutil.rmtree(path)
-    procs.barrier()
-
-
-def _link_final(run_dir: Path) -> None:
-    """RUN_DIR itself loads as a model: its config.json, weights and labels link to final/."""
-    for name in ("config.json", "model.safetensors", "labels.txt"):
-        link = run_dir / name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        if (run_dir / "final" / name).exists():
-            link.symlink_to(Path("final") / name)
-
-
 def train(config: dict[str, Any] | str | Path | None = None, *, resume: str | Path | None = None,
           exist_ok: bool = False, reporter: Reporter | None = None) -> TrainResult:
     """Train a model; see docs/training.md.
@@ -196,7 +139,7 @@ def train(config: dict[str, Any] | str | Path | None = None, *, resume: str | Pa
     Raises:
         ConfigKeyError, TrainError, NonFiniteLossError (each with a one-line message).
     """
-    values, resume_dir, resume_folder = _prepare_config(config, resume, exist_ok)
+    values, _, resume_folder = _prepare_config(config, resume)
     procs = start_processes(values["device"])
     try:
         return _Run(values, procs, resume_folder, exist_ok, reporter if procs.main else None).run()
@@ -222,7 +165,7 @@ class _Run:
         elif procs.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         if self.resume_folder is None:
-            _claim_run_dir(self.run_dir, self.exist_ok, procs)
+            claim_run_dir(self.run_dir, self.exist_ok, procs)
         self.train_set, self.val_set = build_datasets(self.cfg)
         self.classes = list(self.train_set.classes)
         self.sampler = EpochBatches(len(self.train_set), v["batch_size"], world_size=procs.world_size,
@@ -317,7 +260,7 @@ class _Run:
             "start_step": self.global_step, "total_steps": self.steps_per_epoch * v["epochs"],
         })
         self.last_val: dict[str, float] | None = None
-        stop = _StopRequest()
+        stop = StopRequest()
         try:
             with stop:
                 status = self._loop(stop)
@@ -329,7 +272,7 @@ class _Run:
                 self.log.close()
             self.report.end()
 
-    def _loop(self, stop: _StopRequest) -> str:
+    def _loop(self, stop: StopRequest) -> str:
         v = self.v
         total = v["epochs"] * self.steps_per_epoch
         last_save = time.monotonic()
@@ -514,15 +457,13 @@ class _Run:
             metrics = ({self.v["dataset"]: {"top1": self.last_val["top1"], "top5": self.last_val["top5"]}}
                        if self.last_val else None)
             tmp = self.run_dir / ".final.tmp"
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
             save_pretrained(self.model, tmp, labels=self.classes, metrics=metrics,
                             description=model_card_text(self.cfg, data, summary, machine_line(self.procs)))
             ckpt.fsync_tree(tmp)
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
-            _link_final(self.run_dir)
+            link_final(self.run_dir)
             self.report.message(f"model saved to {final} (dtf predict --model {final})")
         self.procs.barrier()
         return self._result("finished", final_dir=final)

@@ -57,8 +57,9 @@ def _k(kind, default, help, **kw) -> Key:
 KEYS: dict[str, Key] = {
     # what to train
     "model": _k("str", "dtfnet_r50", "registry name (`dtf models`)"),
-    "pretrained": _k("str", "imagenet", "'imagenet' (2D torchvision weights inflated), 'none' (from scratch), "
-                                        "or weights to fine-tune (folder, file, hf://org/repo)"),
+    "pretrained": _k("str", "imagenet", "'imagenet' (torchvision's 2D weights inflated), 'imagenet:FILE' (a 2D "
+                                        "state dict on disk, inflated), 'none' (from scratch), or video weights to "
+                                        "fine-tune (folder, file, hf://org/repo)"),
     "dataset": _k("choice", "kinetics400", "dataset layout",
                   choices=("kinetics400", "ssv2", "ssv1", "ucf101", "hmdb51", "list", "folder")),
     "root": _k("path", "", "dataset folder (or list file)"),

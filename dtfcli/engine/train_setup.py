@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 import os
 import platform
+import shutil
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,15 @@ from dtfcli.engine.train_config import PAPER_CROP, ConfigKeyError, Resolved
 
 class TrainError(ValueError):
     """A problem that stops a run before or while it trains: one line for the user."""
+
+
+class RunDirExistsError(TrainError):
+    """The run directory holds a run, and neither --resume nor --exist-ok was given."""
+
+
+# What a run writes into its directory (and --exist-ok removes).
+RUN_FILES = ("checkpoints", "final", "tensorboard", "metrics.csv", "val.csv", "train_config.toml",
+             "config.json", "model.safetensors", "labels.txt")
 
 
 # -- processes and devices ------------------------------------------------------------------
@@ -76,6 +88,58 @@ def stop_processes(procs: Processes) -> None:
         dist.destroy_process_group()
 
 
+# -- signals and the run directory ----------------------------------------------------------
+class StopRequest:
+    """SIGINT/SIGTERM set a flag the loop reads at each step boundary; a second SIGINT quits now."""
+
+    def __init__(self):
+        self.signal: str | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def claim_run_dir(run_dir: Path, exist_ok: bool, procs: Processes) -> None:
+    taken = run_dir.is_dir() and any(run_dir.iterdir())
+    procs.barrier()  # every process has looked before the main one changes anything
+    if taken and not exist_ok:
+        raise RunDirExistsError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
+                                "start over there with --exist-ok (its checkpoints and logs are replaced), "
+                                "or pass run_dir=ANOTHER_FOLDER")
+    if procs.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:
+            path = run_dir / name
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                shutil.rmtree(path)
+    procs.barrier()
+
+
+def link_final(run_dir: Path) -> None:
+    """RUN_DIR itself loads as a model: its config.json, weights and labels link to final/."""
+    for name in ("config.json", "model.safetensors", "labels.txt"):
+        link = run_dir / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        if (run_dir / "final" / name).exists():
+            link.symlink_to(Path("final") / name)
+
+
 # -- data -----------------------------------------------------------------------------------
 def build_datasets(cfg: Resolved):
     """(train dataset, validation dataset or None) with the recipe's transforms."""
@@ -110,7 +174,8 @@ def build_model(cfg: Resolved, num_classes: int, *, fresh: bool) -> tuple[nn.Mod
     # The paper's 224 training crop keeps the model's own test crop (256 for the ResNets); any
     # other training crop (a CPU-sized model's) is also the crop it is tested at.
     crop = {} if v["crop_size"] == PAPER_CROP else {"crop_size": v["crop_size"]}
-    if source in ("none", "imagenet") or fresh:
+    imagenet = source == "imagenet" or source.startswith("imagenet:")
+    if source == "none" or imagenet or fresh:
         try:
             model = create_model(v["model"], num_classes=num_classes, num_frames=v["num_frames"],
                                  dropout=v["dropout"], **crop)
@@ -118,11 +183,13 @@ def build_model(cfg: Resolved, num_classes: int, *, fresh: bool) -> tuple[nn.Mod
             raise ConfigKeyError(f"config key 'model': {exc.args[0] if exc.args else exc}") from None
         if fresh or source == "none":
             return model, "random initialisation (pretrained=none)" if not fresh else "from the checkpoint"
+        weights_2d = source.partition(":")[2] or "torchvision"  # imagenet:FILE, a 2D torchvision state dict
         try:
-            info = inflate_imagenet(model, "torchvision")
+            info = inflate_imagenet(model, weights_2d)
         except (WeightsError, OSError) as exc:
-            raise TrainError(f"ImageNet initialisation failed: {exc}. Pass pretrained=none to train from scratch, "
-                             "or pretrained=PATH to start from weights on disk") from None
+            raise TrainError(f"ImageNet initialisation failed: {exc}. Pass pretrained=imagenet:FILE for 2D weights "
+                             "on disk, pretrained=none to train from scratch, or pretrained=PATH to fine-tune "
+                             "video weights") from None
         return model, f"ImageNet initialisation from {info['source']} ({info['loaded']} tensors)"
     try:
         model, info = load_model(source, num_classes=num_classes, for_training=True)
