@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,9 @@ def train_command(
         reporter.end()
         fail("interrupted twice: stopped without saving this step; the last checkpoint is kept "
              "(dtf train --resume RUN_DIR)", 130)
-    if as_json:
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one process speaks
+        pass
+    elif as_json:
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items() if k != "config"}
         console.print_json(json.dumps(out))
     elif result.status == "interrupted":

@@ -222,7 +222,8 @@ class _Run:
             self.scaler.load_state_dict(state["scaler"])
         self.global_step = int(state["global_step"])
         self.best_top1, self.best_step = float(state["best_top1"]), int(state["best_step"])
-        self.elapsed, self.skipped = float(state["elapsed_s"]), int(state["skipped"])
+        self.elapsed = float(state["elapsed_s"])
+        self.skipped = int(state["skipped"]) if self.procs.main else 0
         if rng is not None:
             ckpt.set_rng_state(rng)
         self.report.message(f"resuming {self.run_dir} at step {self.global_step} "
@@ -232,13 +233,14 @@ class _Run:
     def _save(self, links: tuple[str, ...] = ("last",)) -> Path | None:
         from dtfcli.hub import save_pretrained
 
+        skipped = int(self.procs.sum([float(self.skipped)])[0])  # all processes' (rank 0 restores it)
         state = {
             "global_step": self.global_step, "epoch": self.global_step // self.steps_per_epoch,
             "steps_per_epoch": self.steps_per_epoch, "world_size": self.procs.world_size,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "best_top1": self.best_top1, "best_step": self.best_step,
-            "elapsed_s": self.elapsed + time.monotonic() - self.t0, "skipped": self.skipped,
+            "elapsed_s": self.elapsed + time.monotonic() - self.t0, "skipped": skipped,
         }
         folder = ckpt.save_checkpoint(
             self.run_dir, self.global_step, lambda d: save_pretrained(self.model, d, labels=self.classes), state,

@@ -9,6 +9,7 @@ import platform
 import shutil
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,10 +91,14 @@ def stop_processes(procs: Processes) -> None:
 
 # -- signals and the run directory ----------------------------------------------------------
 class StopRequest:
-    """SIGINT/SIGTERM set a flag the loop reads at each step boundary; a second SIGINT quits now."""
+    """SIGINT/SIGTERM set a flag the loop reads at each step boundary; a second SIGINT, a
+    second or more after the first, quits at once.  Not under torchrun: Ctrl-C reaches the
+    workers directly and once more through the launcher, which itself kills them 30 s later."""
 
     def __init__(self):
         self.signal: str | None = None
+        self.first = 0.0
+        self.escalate = "TORCHELASTIC_RUN_ID" not in os.environ
         self.previous: dict[int, Any] = {}
 
     def __enter__(self):
@@ -103,9 +108,11 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
+        if self.signal is not None:
+            if signum == signal.SIGINT and self.escalate and time.monotonic() - self.first > 1.0:
+                raise KeyboardInterrupt
+            return
+        self.signal, self.first = signal.Signals(signum).name, time.monotonic()
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
