@@ -167,6 +167,7 @@ class _Payload:
         return (print, ("unpickled code ran",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_state_file_with_objects_is_refused(tmp_path):
     folder = ckpt.save_checkpoint(tmp_path, 1, lambda d: None, {})
     with open(folder / ckpt.STATE_NAME, "wb") as fh:

@@ -75,6 +75,12 @@ class RichReporter:
             self.progress = None
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def _keys_table() -> None:
     from dtfcli.engine.train_config import keys_table
 
@@ -162,7 +168,7 @@ def train_command(
                           highlight=False)
     else:
         best = f", best top-1 {result.best_top1:.2f}%" if result.best_top1 is not None else ""
-        console.print(f"finished {result.global_step} steps in {result.elapsed_s / 60:.1f} min{best}; "
+        console.print(f"finished {result.global_step} steps in {_duration(result.elapsed_s)}{best}; "
                       f"model: {result.final_dir}", highlight=False)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -282,7 +282,8 @@ def model_card_text(cfg: Resolved, data: dict[str, Any], result: dict[str, Any],
         ("initialisation", data["init"]),
         ("data", f"{v['dataset']} ({Path(str(v['root'])).name}): {data['train_videos']} training videos, "
                  f"{data['num_classes']} classes; {data['skipped']} unreadable videos skipped"),
-        ("training", f"{result['epochs']:g} epochs, {result['steps']} steps, {result['elapsed_s'] / 60:.1f} min"),
+        ("training", f"{result['epochs']:g} epochs, {result['steps']} steps, {result['elapsed_s'] / 60:.1f} min "
+                     "of training"),
         ("accuracy", acc_line),
         ("machine", f"{machine}; precision {v['amp'] if v['amp'] != 'off' else 'float32'}"),
     ]
