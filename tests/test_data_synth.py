@@ -149,7 +149,7 @@ def test_cli_synth_writes_a_dataset(tmp_path, run_cli):
     bad = run_cli("data", "synth", "--out", str(tmp_path / "x"), "--classes", "Juggling")
     assert bad.returncode != 0 and "Juggling" in bad.stderr + bad.stdout and "Traceback" not in bad.stderr
     info = run_cli("data", "info", ds.samples[0].path, "--json", check=True)
-    assert json.loads(info.stdout)[0]["frames"] >= 12
+    assert json.loads(info.stdout)["files"][0]["frames"] >= 12
 
 
 def test_shipped_examples_are_a_readable_ssv2_dataset():

@@ -8,7 +8,9 @@ from dtfcli import __version__
 from dtfcli.cli._common import console, fail, run_guarded
 from dtfcli.cli.benchmark import benchmark_command
 from dtfcli.cli.data import app as data_app
+from dtfcli.cli.eval import eval_command
 from dtfcli.cli.models import models_command
+from dtfcli.cli.predict import predict_command
 from dtfcli.cli.train import train_command
 from dtfcli.engine.runtime import apply_cpu_settings
 
@@ -34,8 +36,10 @@ def _root(
     """dtf: classify, evaluate, train, export and inspect DTF video models."""
 
 
+app.command("predict")(predict_command)
 app.command("models")(models_command)
 app.command("benchmark")(benchmark_command)
+app.command("eval")(eval_command)
 app.add_typer(data_app, name="data")
 app.command("train")(train_command)
 

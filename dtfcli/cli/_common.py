@@ -32,11 +32,25 @@ def run_guarded(app: typer.Typer) -> None:
     debug = "--debug" in sys.argv or os.environ.get("DTF_DEBUG") == "1"
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
+    from dtfcli.hub.errors import WeightsError
+
     try:
         app(standalone_mode=True)
-    except (DTFError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (DTFError, WeightsError, ValueError, FileNotFoundError, KeyError) as exc:
         if debug:
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         err_console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        err_console.print("interrupted", highlight=False)
+        sys.exit(130)
+    except Exception as exc:  # a bug or an environment problem: one line, the traceback with --debug
+        if debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {first} "
+                          "(run again with --debug for the traceback)", highlight=False)
         sys.exit(EXIT_ERROR)

@@ -20,6 +20,7 @@ _EXPORTS = {
     "IMAGENET_STD": "transforms",
     "build_dataset": "datasets", "VideoDataset": "datasets", "AnnotationError": "datasets",
     "label_mapping": "datasets", "normalize_label": "datasets", "DATASETS": "datasets",
+    "DatasetFileNotFound": "datasets", "check_video": "verify", "check_videos": "verify",
     "make_loader": "loader", "SkipCounter": "loader",
     "synthesize_dataset": "synth", "render_video": "synth", "SYNTH_CLASSES": "synth",
 }

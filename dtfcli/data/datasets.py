@@ -41,18 +41,36 @@ class Sample:
     label: int  # index into the dataset's classes; -1 when the split has no labels
 
 
-def _require(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise AnnotationError(path, None, f"{what} not found")
-    return path
+class DatasetFileNotFound(AnnotationError):
+    """A file or folder a layout needs is absent: names every path looked at, in one line."""
+
+    def __init__(self, what: str, tried: Sequence[str | os.PathLike]):
+        self.tried = [str(p) for p in tried]
+        self.what = what
+        self.path, self.line = (self.tried[0] if self.tried else ""), None
+        self.reason = f"{what} not found; tried: {', '.join(self.tried)}"
+        ValueError.__init__(self, self.reason)
 
 
-def _first_existing(candidates: Sequence[Path], what: str) -> Path:
+def _find(what: str, candidates: Sequence[Path], *, folder: bool = False) -> Path:
+    """The first of ``candidates`` that exists (a folder when ``folder``), else an error naming them all."""
+    seen: list[Path] = []
     for c in candidates:
-        if c.exists():
+        if c in seen:
+            continue
+        seen.append(c)
+        if c.is_dir() if folder else c.is_file():
             return c
-    raise AnnotationError(candidates[0], None, f"{what} not found (also looked for: "
-                          + ", ".join(str(c) for c in candidates[1:]) + ")")
+    raise DatasetFileNotFound(what, seen)
+
+
+def _find_optional(candidates: Sequence[Path]) -> Path | None:
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _in_dirs(root: Path, dirs: Sequence[str], names: Sequence[str]) -> list[Path]:
+    """Candidate paths: every name in every folder (folders first-to-last, names in order)."""
+    return [root / d / n if d else root / n for d in dirs for n in names]
 
 
 def _index_files(folder: Path, extensions: Sequence[str]) -> dict[str, Path]:
@@ -60,10 +78,32 @@ def _index_files(folder: Path, extensions: Sequence[str]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     if folder.is_dir():
         for dirpath, _, files in os.walk(folder):
-            for name in files:
+            for name in sorted(files):
                 if os.path.splitext(name)[1].lower() in extensions:
                     found.setdefault(os.path.splitext(name)[0], Path(dirpath) / name)
     return found
+
+
+class _VideoLocator:
+    """Finds ``Class/video.avi`` under the first of several candidate folders; failing that, a
+    file of the same name anywhere under them (re-packagings flatten or rename class folders)."""
+
+    def __init__(self, folders: Sequence[Path]):
+        self.folders = [f for f in folders if f.is_dir()] or list(folders[:1])
+        self._by_name: dict[str, Path] | None = None
+
+    def __call__(self, rel: str) -> tuple[str, bool]:
+        for folder in self.folders:
+            path = folder / rel
+            if path.is_file():
+                return str(path), True
+        if self._by_name is None:
+            self._by_name = {}
+            for folder in self.folders:
+                for path in _index_files(folder, VIDEO_EXTENSIONS).values():
+                    self._by_name.setdefault(path.name, path)
+        hit = self._by_name.get(Path(rel).name)
+        return (str(hit), True) if hit else (str(self.folders[0] / rel), False)
 
 
 def _json(path: Path):
@@ -74,22 +114,53 @@ def _json(path: Path):
         raise AnnotationError(path, exc.lineno, f"invalid JSON ({exc.msg})") from None
 
 
+def _answers(path: Path, lookup: dict[str, int], delimiter: str = ";") -> dict[str, int]:
+    """A test-answers CSV (``id;class name`` per line) -> {id: class index}."""
+    out: dict[str, int] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        for row in reader:
+            if not row or not row[0].strip():
+                continue
+            if len(row) != 2:
+                raise AnnotationError(path, reader.line_num, f"expected 'id;class name', got {delimiter.join(row)!r}")
+            index = _class_index(row[1], lookup)
+            if index is None:
+                raise AnnotationError(path, reader.line_num, f"unknown class {row[1]!r}")
+            out[row[0].strip()] = index
+    return out
+
+
+def _class_index(name: str, lookup: dict[str, int]) -> int | None:
+    """Exact name first, then ignoring case and surrounding spaces (hand-edited label files)."""
+    if name in lookup:
+        return lookup[name]
+    folded = {k.strip().lower(): v for k, v in lookup.items()}
+    return folded.get(name.strip().lower())
+
+
+_K400_SPLITS = {"train": ("train",), "val": ("val", "validate"), "validate": ("validate", "val"),
+                "validation": ("val", "validate"), "test": ("test",)}
+
+
 # -- Kinetics-400 ---------------------------------------------------------------------------
-_K400_SPLITS = {"train": ("train",), "val": ("validate", "val"), "validate": ("validate", "val"), "test": ("test",)}
-
-
 def parse_kinetics(root: Path, split: str) -> tuple[list[tuple[str, int | None]], list[str], dict]:
-    """Kinetics-400: ``{split}.csv`` (label,youtube_id,time_start,time_end,split[,is_cc]) in
-    ``root/annotations`` or ``root``; videos ``{youtube_id}_{start:06d}_{end:06d}.mp4``
-    anywhere under ``root/{split}`` (flat or in class folders, whatever their names)."""
+    """Kinetics-400.  Annotations ``{train,val,test}.csv`` (CVDF's ``annotations/``),
+    ``{train,validate,test}.csv`` (DeepMind's tarball, folder ``kinetics400/``) or
+    ``kinetics_{train,val,test}.csv`` (MMAction2), with label,youtube_id,time_start,
+    time_end,split[,is_cc].  Videos ``{youtube_id}_{start:06d}_{end:06d}.mp4`` anywhere under
+    ``{split}/`` (CVDF, flat), ``videos_{split}/`` (MMAction2), ``videos/{split}/`` (CVDF's
+    arrange_by_classes.py), flat or in class folders of any name, else under ``root``;
+    CVDF's ``replacement/`` videos take the place of the corrupted ones they replace."""
     names = _K400_SPLITS.get(split, (split,))
-    csv_path = _first_existing([root / d / f"{n}.csv" for n in names for d in ("annotations", ".")],
-                               f"Kinetics annotation CSV for split {split!r}")
+    csv_names = [f"{prefix}{n}.csv" for n in names for prefix in ("", "kinetics_", "kinetics-400_", "kinetics400_")]
+    csv_path = _find(f"Kinetics-400 annotation CSV for split {split!r}",
+                     _in_dirs(root, ("annotations", "", "kinetics400", "kinetics400/annotations"), csv_names))
     rows: list[tuple[str | None, str]] = []
     with open(csv_path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header or "youtube_id" not in header:
+        header = [h.strip() for h in next(reader, None) or []]
+        if "youtube_id" not in header:
             raise AnnotationError(csv_path, 1, "expected a header with label,youtube_id,time_start,time_end")
         col = {name: i for i, name in enumerate(header)}
         for row in reader:
@@ -99,20 +170,22 @@ def parse_kinetics(root: Path, split: str) -> tuple[list[tuple[str, int | None]]
             try:
                 vid = row[col["youtube_id"]]
                 start, end = int(float(row[col["time_start"]])), int(float(row[col["time_end"]]))
-            except (IndexError, ValueError):
+            except (IndexError, KeyError, ValueError):
                 raise AnnotationError(csv_path, line, f"malformed row {row!r}") from None
             label = row[col["label"]] if "label" in col and len(row) > col["label"] else None
             rows.append((label or None, f"{vid}_{start:06d}_{end:06d}"))
     classes = sorted({label for label, _ in rows if label})
-    video_dirs = [root / n for n in names if (root / n).is_dir()] or [root]
+    candidates = [root / pattern.format(n) for n in names for pattern in ("{}", "videos_{}", "videos/{}")]
+    video_dirs = [d for d in candidates if d.is_dir()] or [root]
     files: dict[str, Path] = {}
-    for d in video_dirs:
-        files.update(_index_files(d, VIDEO_EXTENSIONS))
+    for d in [root / "replacement", *video_dirs]:  # replacements first: they win
+        for stem, path in _index_files(d, VIDEO_EXTENSIONS).items():
+            files.setdefault(stem, path)
     lookup = {c: i for i, c in enumerate(classes)}
     items: list[tuple[str, int | None]] = []  # (path, label); label None = video missing
     for label, stem in rows:
-        y = lookup[label] if label else -1  # the test split has no labels
-        items.append((str(files[stem]), y) if stem in files else (stem, None))
+        y = lookup[label] if label else -1  # a test split without labels
+        items.append((str(files[stem]), y) if stem in files else (str(video_dirs[0] / f"{stem}.mp4"), None))
     return items, classes, {"annotations": str(csv_path)}
 
 
@@ -122,49 +195,77 @@ def ssv2_class_name(template: str) -> str:
     return template.replace("[", "").replace("]", "")
 
 
-def parse_ssv2(root: Path, split: str):
-    """SSv2: ``labels/labels.json`` ({name: "index"}), ``labels/{train,validation,test}.json``,
-    videos ``{id}.webm`` in ``20bn-something-something-v2/`` (or ``videos/``, or any file
-    ``{id}.*`` there: many people re-encode the webm files to mp4)."""
-    labels_dir = root / "labels" if (root / "labels").is_dir() else root
-    labels_path = _require(labels_dir / "labels.json", "SSv2 labels.json")
-    table = _json(labels_path)
+_SS_ANNOTATION_DIRS = ("", "labels", "label", "annotations")
+
+
+def _ss_class_table(path: Path) -> tuple[list[str], dict[str, int]]:
+    table = _json(path)
     if not isinstance(table, dict):
-        raise AnnotationError(labels_path, None, "expected an object {class name: index}")
+        raise AnnotationError(path, None, "expected an object {class name: index}")
     try:
         order = sorted(table.items(), key=lambda kv: int(kv[1]))
-    except ValueError:
-        raise AnnotationError(labels_path, None, "class indices must be integers") from None
-    classes = [name for name, _ in order]
-    lookup = {name: int(i) for name, i in order}
+    except (TypeError, ValueError):
+        raise AnnotationError(path, None, "class indices must be integers (or strings of digits)") from None
+    return [name for name, _ in order], {name: int(i) for name, i in order}
+
+
+def parse_ssv2(root: Path, split: str):
+    """Something-Something V2, as released: ``something-something-v2-labels.json`` ({name:
+    "index"}) and ``something-something-v2-{train,validation,test}.json`` (entries ``id``,
+    ``template`` with ``[something]`` brackets, ``label`` filled in, ``placeholders``; the test
+    file has ids only), optionally ``something-something-v2-test-answers.csv`` (``id;class``),
+    at the root or in ``labels/``, ``label/`` or ``annotations/``; or the re-packaging with
+    short names, ``labels/{labels,train,validation,test}.json`` and ``labels/test-answers.csv``.
+    The class is the template with the brackets removed.  Videos ``{id}.webm`` in
+    ``20bn-something-something-v2/`` (or ``videos/``, or anywhere under the root; any ``{id}.*``
+    video, since many re-encode to mp4)."""
+    labels_path = _find("Something-Something V2 label file",
+                        _in_dirs(root, _SS_ANNOTATION_DIRS, ("something-something-v2-labels.json", "labels.json")))
+    classes, lookup = _ss_class_table(labels_path)
     split_file = {"val": "validation", "validate": "validation"}.get(split, split)
-    ann_path = _require(labels_dir / f"{split_file}.json", f"SSv2 {split_file}.json")
+    ann_path = _find(f"Something-Something V2 {split_file} annotations",
+                     _in_dirs(root, _SS_ANNOTATION_DIRS,
+                              (f"something-something-v2-{split_file}.json", f"{split_file}.json")))
     entries = _json(ann_path)
-    video_dir = _first_existing([root / "20bn-something-something-v2", root / "videos", root], "SSv2 video folder")
+    if not isinstance(entries, list):
+        raise AnnotationError(ann_path, None, "expected a list of {\"id\": ..., \"template\": ...} entries")
+    answers: dict[str, int] = {}
+    if split_file == "test":
+        answers_path = _find_optional(_in_dirs(root, _SS_ANNOTATION_DIRS,
+                                               ("something-something-v2-test-answers.csv", "test-answers.csv")))
+        if answers_path is not None:
+            answers = _answers(answers_path, lookup)
+    folders = [root / "20bn-something-something-v2", root / "videos"]
+    video_dir = next((f for f in folders if f.is_dir()), root)
     files = _index_files(video_dir, VIDEO_EXTENSIONS)
     items = []
-    for n, entry in enumerate(entries if isinstance(entries, list) else [None]):
+    for n, entry in enumerate(entries):
         if not isinstance(entry, dict) or "id" not in entry:
             raise AnnotationError(ann_path, None, f"entry {n} has no 'id'")
-        label = -1
-        if "template" in entry:
-            name = ssv2_class_name(entry["template"])
-            if name not in lookup:
-                raise AnnotationError(ann_path, None,
-                                      f"entry {n} (id {entry['id']}): class {name!r} not in labels.json")
-            label = lookup[name]
         stem = str(entry["id"])
-        items.append((str(files[stem]), label) if stem in files else (stem, None))
-    return items, classes, {"annotations": str(ann_path)}
+        label = answers.get(stem, -1)
+        if "template" in entry:
+            name = ssv2_class_name(str(entry["template"]))
+            label = _class_index(name, lookup)
+            if label is None:
+                raise AnnotationError(ann_path, None,
+                                      f"entry {n} (id {stem}): class {name!r} not in {labels_path.name}")
+        items.append((str(files[stem]), label) if stem in files else (str(video_dir / f"{stem}.webm"), None))
+    return items, classes, {"annotations": str(ann_path), "labels": str(labels_path)}
 
 
 # -- Something-Something V1 -----------------------------------------------------------------
 def parse_ssv1(root: Path, split: str, class_order: str = "file"):
-    """SSv1: ``something-something-v1-labels.csv`` (one class per line),
-    ``something-something-v1-{train,validation}.csv`` (``id;class name``), frames in
-    ``20bn-something-something-v1/{id}/00001.jpg``.  ``class_order``: "file" (the label
-    file's order) or "sorted" (alphabetical; another codebase's convention)."""
-    labels_path = _require(root / "something-something-v1-labels.csv", "SSv1 labels CSV")
+    """Something-Something V1, as released: ``something-something-v1-labels.csv`` (one class
+    a line), ``something-something-v1-{train,validation}.csv`` (``id;class name``),
+    ``something-something-v1-test.csv`` (ids only), at the root or in ``annotations/`` or
+    ``labels/`` (or the short names ``labels.csv``, ``train.csv``..., ``test-answers.csv``);
+    frames ``20bn-something-something-v1/{id}/00001.jpg`` (or ``rawframes/{id}/``).
+    ``class_order``: "file" (the label file's order) or "sorted" (alphabetical; another
+    codebase's convention)."""
+    dirs = ("", "annotations", "labels")
+    labels_path = _find("Something-Something V1 label file",
+                        _in_dirs(root, dirs, ("something-something-v1-labels.csv", "labels.csv")))
     classes = [line.strip() for line in labels_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if class_order == "sorted":
         classes = sorted(classes)
@@ -172,8 +273,16 @@ def parse_ssv1(root: Path, split: str, class_order: str = "file"):
         raise ValueError("class_order must be 'file' or 'sorted'")
     lookup = {c: i for i, c in enumerate(classes)}
     split_file = {"val": "validation", "validate": "validation"}.get(split, split)
-    ann_path = _require(root / f"something-something-v1-{split_file}.csv", f"SSv1 {split_file} CSV")
-    frames_dir = _first_existing([root / "20bn-something-something-v1", root], "SSv1 frame folder")
+    ann_path = _find(f"Something-Something V1 {split_file} annotations",
+                     _in_dirs(root, dirs, (f"something-something-v1-{split_file}.csv", f"{split_file}.csv")))
+    answers: dict[str, int] = {}
+    if split_file == "test":
+        answers_path = _find_optional(_in_dirs(root, dirs, ("something-something-v1-test-answers.csv",
+                                                            "test-answers.csv")))
+        if answers_path is not None:
+            answers = _answers(answers_path, lookup)
+    frames_dir = _find("Something-Something V1 frame folder",
+                       [root / "20bn-something-something-v1", root / "rawframes", root], folder=True)
     items = []
     with open(ann_path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh, delimiter=";")
@@ -182,22 +291,26 @@ def parse_ssv1(root: Path, split: str, class_order: str = "file"):
                 continue
             if len(row) > 2 or not row[0].strip():
                 raise AnnotationError(ann_path, reader.line_num, f"expected 'id;class name', got {';'.join(row)!r}")
-            label = -1
+            vid = row[0].strip()
+            label = answers.get(vid, -1)
             if len(row) == 2:
-                if row[1] not in lookup:
+                label = _class_index(row[1], lookup)
+                if label is None:
                     raise AnnotationError(ann_path, reader.line_num, f"unknown class {row[1]!r}")
-                label = lookup[row[1]]
-            folder = frames_dir / row[0].strip()
-            items.append((str(folder), label) if folder.is_dir() else (str(folder), None))
+            folder = frames_dir / vid
+            items.append((str(folder), label if folder.is_dir() else None))
     return items, classes, {"annotations": str(ann_path)}
 
 
 # -- UCF101 / HMDB51 ------------------------------------------------------------------------
 def parse_ucf101(root: Path, split: str, fold: int = 1):
-    """UCF101: ``ucfTrainTestlist/classInd.txt`` ("1 ApplyEyeMakeup"),
-    ``{train,test}list0{fold}.txt`` ("Class/v_Class_g08_c01.avi[ 1]"), videos under ``UCF-101/``."""
-    lists = _first_existing([root / "ucfTrainTestlist", root], "ucfTrainTestlist folder")
-    class_path = _require(lists / "classInd.txt", "UCF101 classInd.txt")
+    """UCF101, as released: ``UCF101TrainTestSplits-RecognitionTask.zip`` gives
+    ``ucfTrainTestlist/classInd.txt`` ("1 ApplyEyeMakeup"), ``trainlist0{fold}.txt``
+    ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1") and ``testlist0{fold}.txt`` (no index);
+    ``UCF101.rar`` gives ``UCF-101/{Class}/v_*.avi``.  Also the lists in ``annotations/`` or the
+    root and videos in ``UCF101/`` or ``videos/`` (MMAction2), or anywhere by file name."""
+    dirs = ("ucfTrainTestlist", "annotations", "", "UCF101TrainTestSplits-RecognitionTask/ucfTrainTestlist")
+    class_path = _find("UCF101 classInd.txt", _in_dirs(root, dirs, ("classInd.txt",)))
     numbered = []
     for n, line in enumerate(class_path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -208,35 +321,42 @@ def parse_ucf101(root: Path, split: str, fold: int = 1):
         numbered.append((int(parts[0]), parts[1]))
     classes = [name for _, name in sorted(numbered)]
     lookup = {c: i for i, c in enumerate(classes)}
-    kind = "test" if split in ("test", "val", "validation") else "train"
-    list_path = _require(lists / f"{kind}list{fold:02d}.txt", f"UCF101 {kind}list{fold:02d}.txt")
-    video_dir = root / "UCF-101" if (root / "UCF-101").is_dir() else root
+    kind = "test" if split in ("test", "val", "validate", "validation") else "train"
+    list_name = f"{kind}list{fold:02d}.txt"
+    list_path = _find(f"UCF101 {list_name}", [class_path.parent / list_name, *_in_dirs(root, dirs, (list_name,))])
+    locate = _VideoLocator([root / "UCF-101", root / "UCF101", root / "videos", root])
     items = []
     for n, line in enumerate(list_path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
-        rel = parts[0]
-        name = rel.replace("\\", "/").split("/")[0]
+        rel = parts[0].replace("\\", "/")
+        name = rel.split("/")[0]
         if name not in lookup or len(parts) > 2:
             raise AnnotationError(list_path, n, f"expected 'ClassName/video.avi[ index]', got {line!r}")
-        path = video_dir / rel
-        items.append((str(path), lookup[name]) if path.exists() else (str(path), None))
+        path, found = locate(rel)
+        items.append((path, lookup[name] if found else None))
     return items, classes, {"annotations": str(list_path)}
 
 
 def parse_hmdb51(root: Path, split: str, fold: int = 1):
-    """HMDB51: ``testTrainMulti_7030_splits/{class}_test_split{fold}.txt`` ("video.avi 1":
-    1 train, 2 test, 0 unused), videos in ``hmdb51/{class}/`` (or ``{class}/`` under root)."""
-    lists = _first_existing([root / "testTrainMulti_7030_splits", root / "splits", root], "HMDB51 split folder")
+    """HMDB51, as released: ``test_train_splits.rar`` gives
+    ``testTrainMulti_7030_splits/{class}_test_split{1,2,3}.txt`` ("video.avi 1": 1 train,
+    2 test, 0 unused); ``hmdb51_org.rar`` holds one ``{class}.rar`` per class, each giving a
+    ``{class}/`` folder of .avi files, wherever extracted: ``hmdb51_org/``, ``hmdb51/``,
+    ``videos/`` or the root (or anywhere by file name).  Split files may also sit in
+    ``annotations/`` (MMAction2) or ``splits/``."""
     pattern = re.compile(rf"^(?P<cls>.+)_test_split{fold}\.txt$")
+    dirs = [root / "testTrainMulti_7030_splits", root / "annotations", root / "splits", root]
+    lists = next((d for d in dirs if d.is_dir() and any(pattern.match(p.name) for p in d.iterdir())), None)
+    if lists is None:
+        raise DatasetFileNotFound(f"HMDB51 split files (*_test_split{fold}.txt)",
+                                  [d / f"*_test_split{fold}.txt" for d in dirs])
     split_files = sorted(p for p in lists.iterdir() if pattern.match(p.name))
-    if not split_files:
-        raise AnnotationError(lists, None, f"no *_test_split{fold}.txt files")
     classes = sorted(pattern.match(p.name).group("cls") for p in split_files)
     lookup = {c: i for i, c in enumerate(classes)}
-    wanted = "2" if split in ("test", "val", "validation") else "1"
-    video_dir = root / "hmdb51" if (root / "hmdb51").is_dir() else root
+    wanted = "2" if split in ("test", "val", "validate", "validation") else "1"
+    locate = _VideoLocator([root / "hmdb51_org", root / "hmdb51", root / "videos", root])
     items = []
     for path in split_files:
         cls = pattern.match(path.name).group("cls")
@@ -247,8 +367,13 @@ def parse_hmdb51(root: Path, split: str, fold: int = 1):
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                 raise AnnotationError(path, n, f"expected 'video.avi 0|1|2', got {line!r}")
             if parts[1] == wanted:
-                video = video_dir / cls / parts[0]
-                items.append((str(video), lookup[cls]) if video.exists() else (str(video), None))
+                video, found = locate(f"{cls}/{parts[0]}")
+                items.append((video, lookup[cls] if found else None))
+    if items and all(y is None for _, y in items):
+        archives = [str(f / "*.rar") for f in locate.folders if f.is_dir() and any(f.glob("*.rar"))]
+        if archives:  # hmdb51_org.rar unpacks to one rar per class, which must be unpacked too
+            log.warning("hmdb51: no videos found, but there are archives (%s): extract each class's .rar "
+                        "into a folder of that name", ", ".join(archives))
     return items, classes, {"annotations": str(lists)}
 
 
@@ -257,7 +382,7 @@ def parse_list(root: Path, split: str):
     """A "path label" list file (label: class index, or class name): ``root`` is the file,
     or a folder with ``{split}.txt``; paths are relative to the file's folder.  Class names
     come from ``classes.txt`` beside it when present (one per line, index = line)."""
-    list_path = root if root.is_file() else _require(root / f"{split}.txt", f"list file {split}.txt")
+    list_path = root if root.is_file() else _find(f"list file for split {split!r}", [root / f"{split}.txt"])
     base = list_path.parent
     classes: list[str] = []
     if (base / "classes.txt").exists():
@@ -290,7 +415,7 @@ def parse_folder(root: Path, split: str):
     """Folder per class: ``root/[split/]{class}/*.mp4``; classes in alphabetical order."""
     base = root / split if split and (root / split).is_dir() else root
     if not base.is_dir():
-        raise AnnotationError(base, None, "dataset folder not found")
+        raise DatasetFileNotFound("dataset folder", [root / split, root] if split else [root])
     classes = sorted(p.name for p in base.iterdir() if p.is_dir())
     items = []
     for i, cls in enumerate(classes):
@@ -387,6 +512,8 @@ def build_dataset(name: str, root: str | os.PathLike, split: str = "train", *, c
     if name not in _PARSERS:
         raise ValueError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
     root = Path(root)
+    if not root.exists():
+        raise DatasetFileNotFound(f"{name} dataset root", [root])
     kwargs = {"fold": fold} if name in ("ucf101", "hmdb51") else {}
     if name == "ssv1":
         kwargs["class_order"] = class_order

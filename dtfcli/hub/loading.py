@@ -191,6 +191,10 @@ def _load_manifest(manifest: Manifest, source: str, hub: dict, want: dict) -> tu
             raise WeightsNotFoundError(f"{manifest.path}: weights file {path} does not exist")
         labels = list(manifest.labels) if manifest.labels is not None else None
         model, info = _load_file(path, source, w.kind, w.sha256, manifest.model_config(), labels, want)
+    described_config = manifest.model_config()
+    for key in DATA_CONFIG_KEYS:
+        if key in described_config and key not in info.config:
+            info.config[key] = model.config[key] = described_config[key]
     info.kind, info.manifest, info.license = "manifest", manifest.name, manifest.license
     info.metrics = info.metrics or manifest.metrics
     if info.labels is None and manifest.labels is not None and not info.fresh_head:
@@ -245,7 +249,15 @@ def _build(config: dict, state_dict: dict, where: str, num_classes: int | None, 
     except (KeyError, ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: bad model config ({exc.args[0] if exc.args else exc})") from None
     load_into(model, state_dict, where, skip_head=fresh_head)
+    # The test protocol's sampling travels with the weights (config.json, manifests).
+    for key in DATA_CONFIG_KEYS:
+        if config.get(key) is not None:
+            model.config[key] = config[key]
     return model.to(device).train(for_training), fresh_head
+
+
+#: Keys of a model config that say how its clips were sampled (not network arguments).
+DATA_CONFIG_KEYS = ("sampling", "frame_interval")
 
 
 def _read_config(path: Path, where: str) -> dict[str, Any]:

@@ -67,6 +67,8 @@ class Manifest:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     metrics_source: str | None = None
     description: str = ""
+    sampling: str | None = None  # "dense" or "segments"; None: from the label set
+    frame_interval: int | None = None  # frames between a dense clip's frames
 
     def model_config(self) -> dict[str, Any]:
         """The config `dtfcli.models.model_from_config` rebuilds the network from."""
@@ -74,6 +76,10 @@ class Manifest:
             "name": self.architecture, "num_classes": self.num_classes, "num_frames": self.num_frames,
             "crop_size": self.crop_size, "test_views": list(self.test_views),
             "overrides": dict(self.arch_options),
+            # How clips are sampled travels with the weights: Something-Something models
+            # take one frame per segment of the video, Kinetics models dense clips.
+            "sampling": self.sampling or ("segments" if (self.label_set or "").startswith("ssv") else "dense"),
+            **({"frame_interval": self.frame_interval} if self.frame_interval else {}),
         }
 
     def local_weights_path(self) -> Path:
@@ -214,4 +220,12 @@ def read_manifest(path: str | Path) -> Manifest:
         license=need("license", str, required=False), metrics=metrics,
         metrics_source=need("metrics_source", str, required=False),
         description=need("description", str, required=False) or "",
+        sampling=_sampling(path, data.get("sampling")),
+        frame_interval=need("frame_interval", int, required=False),
     )
+
+
+def _sampling(path: Path, value: Any) -> str | None:
+    if value is not None and value not in ("dense", "segments"):
+        raise ConfigError(f"{path}: key 'sampling' must be \"dense\" or \"segments\", got {value!r}")
+    return value
