@@ -221,6 +221,7 @@ def test_mixed_precision_channels_last_accumulation_and_a_broken_video(data, tmp
     """bfloat16 autocast and channels-last (the GPU code paths) on the CPU, with accumulation,
     and an unreadable training video: skipped, counted, the run goes on.  The result loads
     as a model from the run directory and from RUN_DIR/final."""
+    from dtfcli.cli import app
     from dtfcli.hub import load_model
 
     broken = tmp_path / "data"
@@ -238,6 +239,12 @@ def test_mixed_precision_channels_last_accumulation_and_a_broken_video(data, tmp
         assert info.labels[:3] == ["Moving something from left to right", "Moving something from right to left",
                                    "Moving something up"]
         assert model(torch.zeros(1, 3, 4, 32, 32)).shape == (1, 12)
+    video = sorted((data / "20bn-something-something-v2").iterdir())[0]
+    for folder in (result.run_dir, result.final_dir):  # what `dtf predict --model` takes
+        shown = CliRunner().invoke(app, ["predict", str(video), "--model", str(folder), "--fast", "--json",
+                                         "--workers", "0", "--device", "cpu"])
+        assert shown.exit_code == 0, shown.output
+        assert "Moving something" in shown.output
     card = (result.final_dir / "README.md").read_text()
     for words in ("SGD (momentum 0.9", "12 training videos", "1 unreadable videos skipped", "top-1"):
         assert words in card
