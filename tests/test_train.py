@@ -286,3 +286,23 @@ def test_imagenet_initialisation_from_a_2d_file_on_disk(data, tmp_path):
     assert "ImageNet initialisation from" in card and "2d.pth" in card
     stem = _weights(result.final_dir)["conv1.weight"]  # lr 0: the inflated stem as it was loaded
     assert torch.all(stem[:, :, stem.shape[2] // 2] == 0.01)
+
+
+def test_timed_saves_inside_epochs_and_kept_epoch_checkpoints(data, tmp_path, monkeypatch):
+    saved = []
+    real_save = ckpt.save_checkpoint
+
+    def recording(run_dir, step, *args, **kwargs):
+        saved.append((step, kwargs.get("links")))
+        return real_save(run_dir, step, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", recording)
+    # 3 steps an epoch; a timed save due after every step; a kept checkpoint every epoch
+    result = train(_config(data, tmp_path / "run", batch_size=4, save_every=1, checkpoint_minutes=1e-6,
+                           val_split=""))
+    assert [step for step, _ in saved] == [1, 2, 3, 4, 5, 6]
+    assert saved[2][1] == ("last", "epoch-0001") and saved[5][1] == ("last", "epoch-0002")
+    root = result.run_dir / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["epoch-0001", "epoch-0002", "last", "step-00000003",
+                                                      "step-00000006"]
+    assert (root / "epoch-0001").resolve().name == "step-00000003"
