@@ -174,3 +174,10 @@ def test_a_state_file_with_objects_is_refused(tmp_path):
         pickle.dump({"format": 1, "x": _Payload()}, fh)
     with pytest.raises(ckpt.CheckpointError, match="state.pt: unreadable"):
         ckpt.load_state(folder)
+
+
+def test_every_key_is_documented():
+    from dtfcli.engine.train_config import KEYS
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text()
+    assert [k for k in KEYS if f"| `{k}` |" not in docs] == []
