@@ -11,6 +11,7 @@ from dtfcli.cli.data import app as data_app
 from dtfcli.cli.eval import eval_command
 from dtfcli.cli.models import models_command
 from dtfcli.cli.predict import predict_command
+from dtfcli.cli.train import train_command
 from dtfcli.engine.runtime import apply_cpu_settings
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ app.command("models")(models_command)
 app.command("benchmark")(benchmark_command)
 app.command("eval")(eval_command)
 app.add_typer(data_app, name="data")
+app.command("train")(train_command)
 
 
 def main() -> None:
