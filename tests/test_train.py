@@ -239,6 +239,7 @@ def test_mixed_precision_channels_last_accumulation_and_a_broken_video(data, tmp
         assert info.labels[:3] == ["Moving something from left to right", "Moving something from right to left",
                                    "Moving something up"]
         assert model(torch.zeros(1, 3, 4, 32, 32)).shape == (1, 12)
+        assert info.config["sampling"] == "segments"  # as trained (Something-Something layout): predict tests so
     video = sorted((data / "20bn-something-something-v2").iterdir())[0]
     for folder in (result.run_dir, result.final_dir):  # what `dtf predict --model` takes
         shown = CliRunner().invoke(app, ["predict", str(video), "--model", str(folder), "--fast", "--json",

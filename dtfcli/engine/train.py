@@ -176,6 +176,8 @@ class _Run:
                                  f"step of {self.cfg.global_batch} clips (batch_size x accumulate x processes)")
         torch.manual_seed(derive_seed(v["seed"], "init"))
         model, self.init_line = build_model(self.cfg, len(self.classes), fresh=self.resume_folder is not None)
+        # How clips were sampled travels with the weights: dtf predict and dtf eval test the same way.
+        model.config.update(sampling=v["sampling"], frame_interval=v["frame_interval"])
         self.model = model.to(procs.device)
         if v["channels_last"]:
             to_channels_last(self.model)
