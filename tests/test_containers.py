@@ -50,7 +50,7 @@ CASES = [
     Case("h264-open-gop.mkv", "libx264", False, options={**X264_BFRAMES, "x264-params": "open-gop=1"}),
     Case("vp8.webm", "libvpx", True, options=VPX_FAST),
     Case("vp9.webm", "libvpx-vp9", True, options=VPX_FAST),
-    Case("mpeg4-bframes.avi", "mpeg4", True, options=MPEG_BFRAMES),
+    Case("mpeg4-bframes.avi", "mpeg4", False, options=MPEG_BFRAMES),  # decord: right frames, other rounding
     Case("mjpeg.avi", "mjpeg", True, extra={"pix_fmt": "yuvj420p"}),
     Case("mjpeg-dropped-frames.avi", "mjpeg", True, extra={"pix_fmt": "yuvj420p", "frame_pts": DROPPED_PTS}),
     Case("wmv2.wmv", "wmv2", False),
