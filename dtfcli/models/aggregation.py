@@ -153,6 +153,32 @@ class _FrameAggregationFn(torch.autograd.Function):
         return grad_x, None, None
 
 
+def capturing_graph() -> bool:
+    """Whether a graph is being captured (torch.export, the ONNX exporters, torch.compile)."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def frame_aggregation_graph(x: Tensor, kernel_size: int, aggregate: bool) -> tuple[Tensor, Tensor]:
+    """FA on a frames-major (B, T, C, H, W) tensor as out-of-place tensor operations on a
+    zero-padded copy: what a captured graph records (the in-place writes into slices of the
+    reference path become chains of scatters there, which the ONNX exporters handle badly).
+    The same function as `_FrameAggregationFn` (tests); more memory, any autograd."""
+    b, t, c, h, w = x.shape
+    r = kernel_size // 2
+    padded = torch.nn.functional.pad(x, (r, r, r, r))
+    shifted = [padded[..., r + dy : r + dy + h, r + dx : r + dx + w] for dy, dx in neighbour_offsets(kernel_size)]
+    # frame 0 meets itself, frame t >= 1 meets frame t - 1
+    queries = torch.cat([x[:, :1], x[:, :-1]], dim=1)
+    corr = torch.stack([(queries * key).sum(2) for key in shifted], dim=2) / c
+    if not aggregate or t == 1:
+        return x, corr
+    weights = torch.softmax(corr[:, 1:], dim=2)
+    head = x[:, :-1]
+    for j, key in enumerate(shifted):
+        head = head + weights[:, :, j : j + 1] * key[:, 1:]
+    return torch.cat([head, x[:, -1:]], dim=1), corr
+
+
 def frame_aggregation(x: Tensor, kernel_size: int = 3, aggregate: bool = True) -> tuple[Tensor, Tensor]:
     """Frame-wise aggregation of a (B, C, T, H, W) feature.
 
@@ -186,6 +212,8 @@ class FrameAggregation(nn.Module):
         correlation scores (B, T, k^2, H, W)."""
         if x.dim() != 5:
             raise ValueError(f"frame aggregation expects a frames-major (B, T, C, H, W) tensor, got {tuple(x.shape)}")
+        if capturing_graph():
+            return frame_aggregation_graph(x, self.kernel_size, self.aggregate)
         return _FrameAggregationFn.apply(x.contiguous(), self.kernel_size, self.aggregate)
 
     def macs(self, x: Tensor) -> int:

@@ -106,7 +106,8 @@ def modulate(spectrum: Tensor, filt: Tensor) -> Tensor:
                 return fused
     filt = filt.permute(0, 3, 2, 1, 4).unsqueeze(4)  # (B, M, 2, C/G, 1, HW)
     sr, si, fr, fi = spectrum[:, :, 0], spectrum[:, :, 1], filt[:, :, 0], filt[:, :, 1]
-    if torch.is_grad_enabled() and (spectrum.requires_grad or filt.requires_grad):
+    capturing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # a graph may later run with autograd
+    if capturing or (torch.is_grad_enabled() and (spectrum.requires_grad or filt.requires_grad)):
         return torch.stack((sr * fr - si * fi, sr * fi + si * fr), dim=2)
     out = spectrum.new_empty(spectrum.shape)  # no autograd: fewer passes, no temporaries
     torch.mul(sr, fr, out=out[:, :, 0])
