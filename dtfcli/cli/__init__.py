@@ -9,6 +9,7 @@ from dtfcli.cli._common import console, fail, run_guarded
 from dtfcli.cli.benchmark import benchmark_command
 from dtfcli.cli.data import app as data_app
 from dtfcli.cli.eval import eval_command
+from dtfcli.cli.export import export_command
 from dtfcli.cli.models import models_command
 from dtfcli.cli.predict import predict_command
 from dtfcli.cli.train import train_command
@@ -42,6 +43,7 @@ app.command("benchmark")(benchmark_command)
 app.command("eval")(eval_command)
 app.add_typer(data_app, name="data")
 app.command("train")(train_command)
+app.command("export")(export_command)
 
 
 def main() -> None:

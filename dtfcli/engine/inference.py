@@ -174,7 +174,7 @@ class InferenceModel:
     ``amp_dtype``: the autocast dtype, or None for float32.
     """
 
-    model: nn.Module
+    model: nn.Module  # or a callable of the same contract (an exported graph's runner)
     info: Any
     labels: list[str]
     device: torch.device
@@ -231,11 +231,15 @@ def load_inference_model(source: str | None, *, device: str | torch.device = "au
     """Load a model for inference from anything ``dtfcli.hub.load_model`` takes; ``None`` is
     the embedded default model. A bare architecture name builds it with random weights and
     warns (useful to try the pipeline, meaningless as predictions)."""
+    from dtfcli.engine.exported import find_export
     from dtfcli.hub import load_model
     from dtfcli.models import list_models
 
-    device = resolve_device(device)
     source = default_model_source() if source is None else str(source)
+    exported = find_export(source)
+    if exported is not None:
+        return _load_exported_model(*exported, source, device=device, amp=amp)
+    device = resolve_device(device)
     random_weights = source in list_models()
     if random_weights:
         warnings.warn(f"{source}: an architecture without trained weights; its predictions are random",
@@ -252,6 +256,20 @@ def load_inference_model(source: str | None, *, device: str | torch.device = "au
     return InferenceModel(model=model, info=info, labels=labels, device=device,
                           spec_defaults=view_spec_for(info.config), amp_dtype=_amp_dtype(device, amp),
                           channels_last=channels_last, random_weights=random_weights)
+
+
+def _load_exported_model(graph, spec_path, fmt: str, source: str, *, device, amp: bool) -> InferenceModel:
+    """An ONNX or torch.export graph (dtfcli.engine.exported) as an InferenceModel: it takes
+    normalised float32 views and runs on the CPU, without autocast."""
+    from dtfcli.engine.exported import load_exported
+
+    if str(device).strip().lower() != "auto" and resolve_device(device).type != "cpu":
+        raise ValueError(f"--device {device}: exported models run on the CPU here (use --device cpu or auto)")
+    if amp:
+        warnings.warn(f"{graph.name}: an exported float32 graph; --amp does not apply", stacklevel=3)
+    runner, info, labels, config = load_exported(graph, spec_path, fmt, source)
+    return InferenceModel(model=runner, info=info, labels=labels, device=torch.device("cpu"),
+                          spec_defaults=view_spec_for(config))
 
 
 # -- views of videos ----------------------------------------------------------------------------

@@ -153,9 +153,11 @@ class _FrameAggregationFn(torch.autograd.Function):
         return grad_x, None, None
 
 
-def capturing_graph() -> bool:
-    """Whether a graph is being captured (torch.export, the ONNX exporters, torch.compile)."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+def exporting_graph() -> bool:
+    """Whether a graph is being captured for export (torch.export, the ONNX exporters); not
+    torch.compile, whose training graphs keep the memory-saving autograd function."""
+    is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return torch.jit.is_tracing() or (is_exporting is not None and is_exporting())
 
 
 def frame_aggregation_graph(x: Tensor, kernel_size: int, aggregate: bool) -> tuple[Tensor, Tensor]:
@@ -212,7 +214,7 @@ class FrameAggregation(nn.Module):
         correlation scores (B, T, k^2, H, W)."""
         if x.dim() != 5:
             raise ValueError(f"frame aggregation expects a frames-major (B, T, C, H, W) tensor, got {tuple(x.shape)}")
-        if capturing_graph():
+        if exporting_graph():
             return frame_aggregation_graph(x, self.kernel_size, self.aggregate)
         return _FrameAggregationFn.apply(x.contiguous(), self.kernel_size, self.aggregate)
 

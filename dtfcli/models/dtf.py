@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dtfcli.models.aggregation import FrameAggregation
+from dtfcli.models.aggregation import FrameAggregation, exporting_graph
 from dtfcli.models.spectral import (
     SpectralChannelMixing,
     frames_major_transforms,
@@ -334,9 +334,9 @@ class DTFBlock(nn.Module):
         is cached."""
         b, t, k, length = features.shape
         n_out = weight.shape[0]
-        # A graph being captured (torch.export, ONNX) reorders the weight: the choice must not
+        # An exported graph (torch.export, ONNX) reorders the weight: the choice must not
         # depend on the batch size, which is a free dimension of the exported graph.
-        if torch.jit.is_tracing() or torch.compiler.is_compiling() or n_out <= b * length:
+        if exporting_graph() or n_out <= b * length:
             reordered = self._derived(
                 name,
                 lambda: weight.reshape(n_out, k, t).transpose(1, 2).reshape(n_out, t * k).to(features.dtype),

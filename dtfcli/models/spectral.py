@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from dtfcli import native
+from dtfcli.models.aggregation import exporting_graph
 
 
 def num_bins(num_frames: int) -> int:
@@ -106,8 +107,8 @@ def modulate(spectrum: Tensor, filt: Tensor) -> Tensor:
                 return fused
     filt = filt.permute(0, 3, 2, 1, 4).unsqueeze(4)  # (B, M, 2, C/G, 1, HW)
     sr, si, fr, fi = spectrum[:, :, 0], spectrum[:, :, 1], filt[:, :, 0], filt[:, :, 1]
-    capturing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # a graph may later run with autograd
-    if capturing or (torch.is_grad_enabled() and (spectrum.requires_grad or filt.requires_grad)):
+    exporting = exporting_graph()  # an exported graph may later run with autograd on
+    if exporting or (torch.is_grad_enabled() and (spectrum.requires_grad or filt.requires_grad)):
         return torch.stack((sr * fr - si * fi, sr * fi + si * fr), dim=2)
     out = spectrum.new_empty(spectrum.shape)  # no autograd: fewer passes, no temporaries
     torch.mul(sr, fr, out=out[:, :, 0])
