@@ -8,6 +8,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
@@ -41,7 +42,8 @@ def run_guarded(app: typer.Typer) -> None:
         if debug:
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        err_console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        # escaped: a message may hold brackets (pip extras, shapes) that are not markup
+        err_console.print(f"[bold red]error:[/] {escape(str(msg))}", highlight=False)
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         if debug:

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from dtfcli.cli._common import EXIT_OK, console, err_console, fail
+from dtfcli.cli._common import EXIT_ERROR, EXIT_OK, console, err_console, fail
 
 #: The export was written but its logits differ from PyTorch's by more than the tolerance.
 EXIT_MISMATCH = 4
@@ -65,10 +66,10 @@ def export_command(
         report = export_model(model, fmt, out, video=video, tolerance=tolerance, push=push,
                               onnx_exporter=onnx_exporter, opset=opset, on_step=on_step)
     except MissingExtraError as exc:
-        fail(str(exc))
+        _fail(str(exc), EXIT_ERROR)
     except ParityError as exc:
         _print(exc.report, as_json)
-        fail(str(exc), EXIT_MISMATCH)
+        _fail(str(exc), EXIT_MISMATCH)
     _print(report, as_json)
     raise typer.Exit(EXIT_OK)
 
@@ -91,3 +92,9 @@ def _print(report, as_json: bool) -> None:
         err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
     if report.pushed:
         console.print(f"pushed: {report.pushed}", highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int) -> None:
+    """One line however long (paths), without markup."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)

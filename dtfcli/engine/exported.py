@@ -28,8 +28,9 @@ SPEC_VERSION = 1
 INPUT_NAME, OUTPUT_NAME = "views", "logits"
 
 
-class MissingExtraError(ImportError):
-    """An optional package that this format needs is not installed (the message says which)."""
+class MissingExtraError(ValueError):
+    """An optional package that this format needs is not installed (the message says which
+    and how to install it)."""
 
 
 def file_sha256(path: str | Path) -> str:

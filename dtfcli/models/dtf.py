@@ -461,6 +461,8 @@ class DTFBlock(nn.Module):
         uv = torch.matmul(to_time, modulated.view(b, 2 * bins, c * h * w)).view(n, 2 * c, h * w)
         weight, shift = self._derived("folded_mixing", lambda: self._folded_mixing(f.dtype, f.device), f)
         out = torch.baddbmm(f.view(n, c, h * w), weight.expand(n, c, 2 * c), uv)
+        if exporting_graph():  # the TorchScript-based ONNX exporter loses an in-place add into a view
+            return (out.view(b, t, c, h * w) + shift.view(1, t, c, 1)).view(n, c, h, w)
         out.view(b, t, c, h * w).add_(shift.view(1, t, c, 1))
         return out.view(n, c, h, w)
 
