@@ -25,7 +25,8 @@ try:
     import onnxruntime
 except ImportError:  # the tests of the ONNX path need the extra
     onnx = onnxruntime = None
-needs_onnx = pytest.mark.skipif(onnxruntime is None, reason="onnx/onnxruntime not installed (pip install 'dtfcli[export]')")
+NO_ONNX = "onnx/onnxruntime not installed (pip install 'dtfcli[export]')"
+needs_onnx = pytest.mark.skipif(onnxruntime is None, reason=NO_ONNX)
 
 
 def _trained_looking(model: torch.nn.Module) -> torch.nn.Module:
@@ -64,7 +65,7 @@ def clip(work) -> Path:
 @pytest.fixture(scope="module")
 def onnx_export(tiny, clip, work):
     if onnxruntime is None:
-        pytest.skip("onnx/onnxruntime not installed (pip install 'dtfcli[export]')")
+        pytest.skip(NO_ONNX)
     return export_model(str(tiny), "onnx", work / "tiny-onnx", video=clip)
 
 
@@ -185,7 +186,8 @@ def test_hub_export_through_the_cli_prints_the_check(run_cli, tiny, clip, work):
     proc = run_cli("export", str(tiny), "--format", "hub", "--out", str(work / "hub"), "--video", str(clip))
     assert proc.returncode == 0, proc.stderr
     assert "max abs diff" in proc.stdout and proc.stdout.rstrip().endswith("ok")
-    assert (work / "hub" / "model.safetensors").is_file() and (work / "hub" / "labels.txt").read_text().split() == LABELS
+    assert (work / "hub" / "model.safetensors").is_file()
+    assert (work / "hub" / "labels.txt").read_text().split() == LABELS
 
 
 @needs_onnx
