@@ -12,6 +12,7 @@ from dtfcli.cli.eval import eval_command
 from dtfcli.cli.models import models_command
 from dtfcli.cli.predict import predict_command
 from dtfcli.cli.train import train_command
+from dtfcli.cli.visualize import visualize_command
 from dtfcli.engine.runtime import apply_cpu_settings
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ app.command("benchmark")(benchmark_command)
 app.command("eval")(eval_command)
 app.add_typer(data_app, name="data")
 app.command("train")(train_command)
+app.command("visualize")(visualize_command)
 
 
 def main() -> None:
