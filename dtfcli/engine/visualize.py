@@ -452,18 +452,20 @@ def visualize(video: str, *, model: str | InferenceModel | None = None, gradcam_
     stem = Path(video).stem
     out = Path(out_dir) if out_dir is not None else Path("visualize") / stem
     report = VisualizeReport(str(video), str(source), clip.frame_indices)
+    # everything computed (and every name checked) before the first file is written
     if gradcam_maps:
-        cam = gradcam(im.model, clip.normalised, layer=layer, class_index=class_index, labels=im.labels)
-        report.gradcam = cam
+        report.gradcam = gradcam(im.model, clip.normalised, layer=layer, class_index=class_index, labels=im.labels)
+    if filters:
+        report.filters = temporal_filters(im.model, clip.normalised, block=block, class_index=class_index,
+                                          group=group, labels=im.labels)
+    if report.gradcam is not None:
+        cam = report.gradcam
         report.files.append(str(plots.save_gradcam_grid(cam, clip, out / f"{stem}_gradcam.png", model_name=name)))
         if animation != "none":
             frames = plots.animation_frames(cam, clip)
             writer = plots.write_gif if animation == "gif" else plots.write_mp4
             report.files.append(str(writer(frames, out / f"{stem}_gradcam.{animation}")))
-    if filters:
-        result = temporal_filters(im.model, clip.normalised, block=block, class_index=class_index, group=group,
-                                  labels=im.labels)
-        report.filters = result
-        report.files.append(str(plots.save_filters_figure(result, clip, out / f"{stem}_filters.png",
+    if report.filters is not None:
+        report.files.append(str(plots.save_filters_figure(report.filters, clip, out / f"{stem}_filters.png",
                                                           model_name=name)))
     return report
