@@ -25,7 +25,7 @@ from dtfcli.engine.visualize import (
 #: Colours of the two locations, as in the paper's Fig. 7: red the most, blue the least activated.
 LOCATION_COLOURS = {"most activated": "#d62728", "least activated": "#1f77b4"}
 CMAP = "jet"
-OVERLAY_ALPHA = 0.45
+OVERLAY_ALPHA = 0.5
 #: Animation frames are the crop scaled up by an integer factor to at least this many pixels.
 ANIMATION_MIN_SIDE = 256
 #: The caption band above each animation frame, pixels.
@@ -34,16 +34,22 @@ ANIMATION_FPS = 4
 
 
 def overlay(frames: np.ndarray, heat: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    """uint8 frames (T, H, W, 3) blended with a [0, 1] heat map (T, H, W) coloured by ``CMAP``."""
+    """uint8 frames (T, H, W, 3) in grey, blended with a [0, 1] heat map (T, H, W) coloured by
+    ``CMAP``: the colours then come from the map alone, not from the scene."""
     from matplotlib import colormaps
 
     coloured = colormaps[CMAP](np.clip(heat, 0, 1))[..., :3]
-    out = (1 - alpha) * frames.astype(np.float32) / 255.0 + alpha * coloured
+    grey = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0  # luma
+    out = (1 - alpha) * grey[..., None] + alpha * coloured
     return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
 
 
+def _probability(p: float) -> str:
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.1e}"
+
+
 def _title(result: GradCamResult) -> str:
-    return f"{result.class_name}  (p = {result.probability:.2f})"
+    return f"\u201c{result.class_name}\u201d (p = {_probability(result.probability)})"
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -82,7 +88,7 @@ def gradcam_figure(result: GradCamResult, clip: Clip, *, model_name: str = ""):
                  f"time x height x width){', model ' + model_name if model_name else ''}", fontsize=10)
     bar = fig.add_subplot(grid[:, cols])
     fig.colorbar(ScalarMappable(Normalize(0, 1), CMAP), cax=bar)
-    bar.set_ylabel("class evidence (relative to the clip's maximum)", fontsize=8)
+    bar.set_ylabel("class evidence / clip maximum", fontsize=8)
     bar.tick_params(labelsize=7)
     return fig
 
@@ -174,6 +180,7 @@ def filters_figure(result: FilterResult, clip: Clip, *, model_name: str = ""):
     """Fig. 7 of the paper for one clip: the frame with Grad-CAM and the two locations boxed,
     then, for the chosen filter group at each location, the filter's magnitude and phase
     per frequency bin and its 1D temporal kernel, in the boxes' colours."""
+    from matplotlib import patheffects
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
@@ -194,7 +201,11 @@ def filters_figure(result: FilterResult, clip: Clip, *, model_name: str = ""):
     for loc in result.locations:
         x0, y0, x1, y1 = loc.box
         colour = LOCATION_COLOURS[loc.name]
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=2.5))
+        # pixel i spans [i - 0.5, i + 0.5] in imshow's coordinates; the box is drawn one pixel
+        # inside the cell, so that a cell on the border keeps all four sides
+        box = Rectangle((x0 + 0.5, y0 + 0.5), x1 - x0 - 2, y1 - y0 - 2, fill=False, edgecolor=colour, linewidth=2.5)
+        box.set_path_effects([patheffects.withStroke(linewidth=5, foreground="white")])  # visible on any colour
+        ax.add_patch(box)
     ax.set_title(f"frame {clip.frame_indices[middle]}, Grad-CAM\n(mean over the clip)", fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -230,7 +241,7 @@ def filters_figure(result: FilterResult, clip: Clip, *, model_name: str = ""):
     fig.suptitle(
         f"DTF filter of block {result.block}, group {result.group} (channels {result.group * g}-"
         f"{result.group * g + g - 1}), at the most (red) and least (blue) activated locations\n"
-        f"class {_title(cam)}{', model ' + model_name if model_name else ''}; "
+        f"for class {_title(cam)}{', model ' + model_name if model_name else ''}; "
         f"grid {result.filters.shape[-2]}x{result.filters.shape[-1]}, {t_feat} feature frames",
         fontsize=10)
     return fig
