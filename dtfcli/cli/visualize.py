@@ -20,7 +20,7 @@ def visualize_command(
                                       "least activated locations (the paper's Fig. 7)."),
     model: str = typer.Option(
         None, "--model", "-m",
-        help="A folder saved by dtf train, a .safetensors file, hf://org/repo[@rev], a manifest or model name "
+        help="A folder saved by dtf train, a .safetensors file, hf://org/repo\\[@rev], a manifest or model name "
              "(default: the embedded model)."),
     class_: str = typer.Option(None, "--class", help="Class name or index to explain (default: the top prediction)."),
     layer: str = typer.Option(None, "--layer",

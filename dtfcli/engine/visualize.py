@@ -128,7 +128,10 @@ def capture(module: nn.Module, *, inputs: bool = False) -> Iterator[dict[str, Te
     store: dict[str, Tensor] = {}
 
     def hook(_module, args, output):
-        if inputs:
+        if not isinstance(output, Tensor):
+            store["not_a_tensor"] = type(output).__name__
+            return None
+        if inputs and args and isinstance(args[0], Tensor):
             store["input"] = args[0].detach()
         store["output"] = output
         return output.clone()
@@ -221,6 +224,8 @@ def _gradcam(model: nn.Module, clip: Tensor, layer: str | None, class_index: int
     clip = clip.detach().float().requires_grad_(True)  # a graph even when the weights are frozen
     with capture(module, inputs=True) as store, torch.enable_grad():
         logits = model(clip)
+    if "not_a_tensor" in store:
+        raise ValueError(f"layer {layer!r} returns a {store['not_a_tensor']}, not a feature map; choose another")
     if "output" not in store:
         raise ValueError(f"layer {layer!r} is not used by the model's forward pass")
     probabilities = logits.detach().float().softmax(-1)[0].cpu()
@@ -237,7 +242,7 @@ def _gradcam(model: nn.Module, clip: Tensor, layer: str | None, class_index: int
     upsampled = upsample_cam(cam, clip.shape[2], tuple(clip.shape[-2:]))
     result = GradCamResult(layer, k, labels[k], float(probabilities[k]), cam.cpu(), raw.cpu(), weights.cpu(),
                            upsampled.cpu(), probabilities)
-    return result, store["input"]
+    return result, store.get("input")
 
 
 # -- DTF filters --------------------------------------------------------------------------------
