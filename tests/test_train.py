@@ -140,10 +140,16 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits_143(data, tmp_path):
                 return
             time.sleep(0.01)
 
+    # Should the signal come after the run (it cannot, unless the machine stalls for 16 steps),
+    # it must not end the test session: a no-op handler outside the run.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
     killer = threading.Thread(target=kill_at_step_2, daemon=True)
     killer.start()
-    result = CliRunner().invoke(app, ["train", *_args(_config(data, run, epochs=3, val_split=""))])
-    killer.join()
+    try:
+        result = CliRunner().invoke(app, ["train", *_args(_config(data, run, epochs=3, val_split=""))])
+        killer.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert result.exit_code == 143, result.output
     assert "stopped by SIGTERM" in result.output
     run_dir, last = ckpt.find_checkpoint(run)
