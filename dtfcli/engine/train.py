@@ -111,6 +111,8 @@ def _prepare_config(config, resume) -> tuple[dict[str, Any], Path | None, Path |
         if isinstance(config, (str, Path)):
             return build_config(config), None, None
         return build_config(None, dict(config or {})), None, None
+    if isinstance(config, (str, Path)):
+        raise ConfigKeyError(f"{config}: a resumed run keeps the config it was started with ({CONFIG_FILE})")
     run_dir, folder = ckpt.find_checkpoint(resume)
     saved = read_config_file(run_dir / CONFIG_FILE)
     for name, value in dict(config or {}).items():
