@@ -175,7 +175,7 @@ def test_ddp_on_two_cpu_processes_follows_one_process(data, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     single, ddp = _rows(one.run_dir / "metrics.csv"), _rows(two / "metrics.csv")
     assert len(single) == len(ddp) == 3
-    for a, b in zip(single, ddp):
+    for a, b in zip(single, ddp, strict=False):
         assert a["lr"] == b["lr"]
         assert float(b["loss"]) == pytest.approx(float(a["loss"]), rel=1e-4, abs=1e-5)
     val = _rows(two / "val.csv")

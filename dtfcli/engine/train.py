@@ -44,15 +44,15 @@ from dtfcli.engine.train_data import EpochBatches, derive_seed, train_loader, va
 from dtfcli.engine.train_log import MetricsLog
 from dtfcli.engine.train_setup import (
     Processes,
-    RunDirExistsError,
+    RunDirExistsError,  # noqa: F401  (raised through claim_run_dir; importable from here)
     StopRequest,
     TrainError,
     build_datasets,
-    claim_run_dir,
-    link_final,
     build_model,
     build_optimizer,
     build_schedule,
+    claim_run_dir,
+    link_final,
     machine_line,
     model_card_text,
     start_processes,
