@@ -18,12 +18,16 @@ EXIT_USAGE = 2
 EXIT_SKIPPED = 3  # the command finished, but some inputs were skipped
 
 
+# Errors are printed with ``soft_wrap``: one line whatever the terminal's width (the terminal
+# wraps it on screen), so that a log or a pipe gets the whole message on the line it starts.
+
+
 class DTFError(Exception):
     """An error meant for the user: printed as one line, without a traceback."""
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -33,10 +37,10 @@ def run_guarded(app: typer.Typer) -> None:
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
     try:
-        app(standalone_mode=True)
+        app(standalone_mode=True, prog_name="dtf")  # `python -m dtfcli` is `dtf` too
     except (DTFError, ValueError, FileNotFoundError, KeyError) as exc:
         if debug:
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        err_console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_ERROR)
