@@ -457,7 +457,7 @@ class DTFBlock(nn.Module):
         if c <= n * length:
             permuted = complex_weight.to(scale.dtype).permute(0, 2, 1)  # (C, real/imag, C), a view
             recording = torch.is_grad_enabled() and (permuted.requires_grad or scale.requires_grad)  # Grad-CAM
-            if recording or torch.compiler.is_compiling():  # ``out=`` takes no part in either
+            if recording or torch.compiler.is_compiling() or torch.jit.is_tracing():  # without ``out=`` there
                 weight = (permuted * scale.view(c, 1, 1)).to(f.dtype).reshape(c, 2 * c)
             else:  # one pass
                 weight = torch.mul(permuted, scale.view(c, 1, 1), out=f.new_empty(c, 2, c)).view(c, 2 * c)
