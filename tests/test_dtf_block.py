@@ -562,3 +562,32 @@ def test_torch_compile_gives_the_eager_blocks_output_and_gradients():
         block.eval()
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             assert _branch_error(compiled(features), block(features).float(), features) < tolerance
+
+
+def test_filter_estimator_layout_is_the_documented_one():
+    """docs/models.md documents the 1x1 conv's layout for anyone porting weights: input column
+    ch * T + t (channel-major over (C + k^2) x T), output row j * 2M + p * M + m (filter j,
+    real/imaginary p, bin m). (Channel c taking filter c // G is checked against
+    `repeat_interleave` in `_reference_block`.)"""
+    c, t, g, k = 8, 4, 4, 3
+    bins = t // 2 + 1
+    block = DTFBlock(c, t, filter_groups=g, kernel_size=k).double()
+    weight = torch.zeros_like(block.filter_estimator.weight)  # (C/G * 2M, (C + k^2) T, 1, 1)
+    assert weight.shape == (c // g * 2 * bins, (c + k * k) * t, 1, 1)
+    j, p, m = 1, 1, 0  # a filter, the imaginary part, bin 0 (row 9; a (filter, bin, part) order reads bin 1)
+    ch, frame = 5, 2  # a feature channel and frame
+    weight[j * 2 * bins + p * bins + m, ch * t + frame] = 1.0
+    corr_ch, corr_frame = 7, 3  # the correlation score of neighbour 7 at frame 3: channel C + 7
+    weight[0, (c + corr_ch) * t + corr_frame] = 2.0
+    with torch.no_grad():
+        block.filter_estimator.weight.copy_(weight)
+    y = torch.zeros(1, t, c, 2, 3, dtype=torch.float64)
+    y[0, frame, ch] = torch.arange(6.0).view(2, 3)
+    corr = torch.zeros(1, t, k * k, 2, 3, dtype=torch.float64)
+    corr[0, corr_frame, corr_ch] = 1.0
+    with torch.no_grad():
+        filt = block.estimate_filter(y, corr)  # (B, C/G, M, H, W), complex
+    want = torch.zeros(1, c // g, bins, 2, 3, dtype=torch.complex128)
+    want[0, j, m] = 1j * torch.arange(6.0).view(2, 3)
+    want[0, 0, 0] = 2.0  # row 0: filter 0, real part, bin 0
+    torch.testing.assert_close(filt, want)
