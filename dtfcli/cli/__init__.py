@@ -19,7 +19,6 @@ from dtfcli.engine.runtime import apply_cpu_settings
 
 app = typer.Typer(
     name="dtf",
-    help="Video classification with Dynamic Temporal Filtering (DTF-Net, DTF-Transformer).",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -36,7 +35,7 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """dtf: classify, evaluate, train, export and inspect DTF video models.
+    """Video classification with Dynamic Temporal Filtering (DTF-Net, DTF-Transformer).
 
     Examples:
 
