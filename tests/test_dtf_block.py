@@ -282,7 +282,7 @@ def _reference_block(block: DTFBlock, x: Tensor) -> Tensor:
     filt = block.estimate_filter(y, corr)  # (B, C/G, M, H, W)
     spectrum = torch.fft.rfft(y.transpose(1, 2), dim=2, norm="ortho")  # (B, C, M, H, W)
     modulated = spectrum * filt.repeat_interleave(block.filter_groups, dim=1)
-    weight = torch.view_as_complex(block.mixing.complex_weight.detach().contiguous())
+    weight = torch.view_as_complex(block.mixing.complex_weight.contiguous())
     mixed = torch.einsum("oi,bimhw->bomhw", weight, modulated)
     mean = block.norm.running_mean.view(1, c, 1, 1, 1)
     std = (block.norm.running_var + block.norm.eps).sqrt().view(1, c, 1, 1, 1)
@@ -338,25 +338,78 @@ def _randomised(block: DTFBlock, seed: int) -> DTFBlock:
     return block
 
 
-def _uncached(block: DTFBlock, x: Tensor) -> Tensor:
-    """The released formulation with autograd on, where the block caches nothing."""
-    with torch.enable_grad():
-        return _reference_block(block, x).detach()
+def _released(block: DTFBlock, x: Tensor) -> Tensor:
+    """The released formulation, computed without the block's inference path."""
+    with torch.no_grad():
+        return _reference_block(block, x)
 
 
-def test_inference_caches_derived_weights_and_follows_every_change():
-    """Without autograd the folded mixing weight and the estimator's reordered columns are
-    kept between calls; each way a user changes the weights must still be seen."""
+# (batch, T, H, W) with C = 16: at the first the C x 2C mixing weight is smaller than the
+# features (copied with the scale folded in), at the second larger (the features are copied)
+_FOLD_SHAPES = {"weight copied": (2, 4, 4, 5), "features copied": (1, 2, 2, 2)}
+
+
+def _edit_in_place(tensor: Tensor) -> None:
+    """Change a parameter or buffer in place through ``.data``, as EMA updates and weight
+    surgery do: autograd's version counter of the parameter does not see it."""
+    if tensor.is_floating_point():
+        tensor.data.mul_(1.7).add_(0.3)  # keeps the running variance positive
+    else:
+        tensor.data.add_(5)  # num_batches_tracked
+
+
+@pytest.mark.parametrize("shape", list(_FOLD_SHAPES.values()), ids=list(_FOLD_SHAPES))
+@pytest.mark.parametrize("variant", [dict(), dict(dynamic=False, aggregation=False, correlation=False)])
+def test_eval_output_follows_an_edit_of_any_weight_through_data(shape, variant):
+    """Edit each parameter and buffer in place through ``.data``, one at a time, between
+    two eval calls: the second call must be a freshly built block loaded with the edited
+    weights, and the released formulation of them."""
+    c = 16
+    b, t, h, w = shape
+    block = _randomised(DTFBlock(c, t, filter_groups=4, **variant).double().eval(), 3)
+    x = torch.randn(b, c, t, h, w, dtype=torch.float64)
+    tensors = dict(block.named_parameters()) | dict(block.named_buffers())
+    assert {"alpha", "bias", "mixing.complex_weight", "norm.running_mean", "norm.running_var"} <= set(tensors)
+    assert ("filter_estimator.weight" if block.dynamic else "fixed_filter") in tensors
+    for name, tensor in tensors.items():
+        with torch.no_grad():
+            before = block(x)
+        _edit_in_place(tensor)
+        fresh = DTFBlock(c, t, filter_groups=4, **variant).double().eval()
+        fresh.load_state_dict(block.state_dict())
+        with torch.no_grad():
+            got, want = block(x), fresh(x)
+        with torch.inference_mode():
+            got_inference = block(x)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12, msg=name)
+        torch.testing.assert_close(got_inference, want, rtol=1e-12, atol=1e-12, msg=name)
+        torch.testing.assert_close(got, _released(block, x), rtol=1e-9, atol=1e-9, msg=name)
+        if name != "norm.num_batches_tracked":  # the only one the eval output does not use
+            assert not torch.allclose(got, before), name
+
+
+@pytest.mark.parametrize("shape", list(_FOLD_SHAPES.values()), ids=list(_FOLD_SHAPES))
+def test_eval_mode_gradients_match_the_released_formulation(shape):
+    """Eval mode with autograd on (Grad-CAM, attacks, input saliency) takes the folded path:
+    its gradients of the input and of every parameter are those of the released steps."""
+    c = 16
+    b, t, h, w = shape
+    block = _randomised(DTFBlock(c, t, filter_groups=4).double().eval(), 4)
+    x = torch.randn(b, c, t, h, w, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(b, c, t, h, w, dtype=torch.float64)
+    targets = [x, *block.parameters()]
+    got = torch.autograd.grad(block(x), targets, grad)
+    want = torch.autograd.grad(_reference_block(block, x), targets, grad)
+    for name, g, r in zip(["input", *(n for n, _ in block.named_parameters())], got, want, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def test_inference_follows_every_change_of_the_weights():
+    """Each way a user changes the weights (in place, ``load_state_dict``, training that
+    moves the running statistics, an optimiser step, ``.to()``) is seen by the next eval call."""
     c, t = 16, 4
     block = _randomised(DTFBlock(c, t, filter_groups=4).double().eval(), 0)
     x = torch.randn(1, c, t, 8, 8, dtype=torch.float64)
-    with torch.no_grad():
-        first = block(x)
-        cached = {name: entry[1] for name, entry in block._derived_cache.items()}
-        assert {"folded_mixing", "estimator_y", "estimator_corr"} <= set(cached)
-        torch.testing.assert_close(block(x), first, rtol=0, atol=0)
-        assert all(block._derived_cache[name][1] is value for name, value in cached.items())  # a real hit
-    torch.testing.assert_close(first, _uncached(block, x), rtol=1e-9, atol=1e-9)
 
     def changes():
         with torch.no_grad():
@@ -374,27 +427,28 @@ def test_inference_caches_derived_weights_and_follows_every_change():
         optimiser.step()
         yield "an optimiser step", block.eval()
 
+    previous = None
     for what, _ in changes():
         with torch.no_grad():
             got = block(x)
-        torch.testing.assert_close(got, _uncached(block, x), rtol=1e-9, atol=1e-9, msg=what)
+        torch.testing.assert_close(got, _released(block, x), rtol=1e-9, atol=1e-9, msg=what)
+        assert previous is None or not torch.allclose(got, previous), what
+        previous = got
 
-    block.float()  # .to(): new storage, and the dtype asked for changes
+    block.float()  # .to(): new storage, and the dtype changes
     with torch.inference_mode():
         got = block(x.float())
-    torch.testing.assert_close(got, _uncached(block, x.float()), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(got, _released(block, x.float()), rtol=1e-3, atol=1e-3)
 
 
-def test_a_block_built_in_inference_mode_is_not_cached():
-    """Inference tensors keep no version counter: the block then derives its weights anew."""
+def test_a_block_built_in_inference_mode_follows_edits():
+    """Inference tensors keep no version counter; edits made in inference mode are seen."""
     with torch.inference_mode():
         block = _randomised(DTFBlock(16, 4, filter_groups=4).eval(), 2)
         x = torch.randn(1, 16, 4, 6, 6)
         first = block(x)
         block.alpha.mul_(-1)
         second = block(x)
-    assert not getattr(block, "_derived_cache", {})
-    with torch.inference_mode():
         block.alpha.mul_(-1)
         torch.testing.assert_close(block(x), first)
     assert not torch.allclose(first, second)
@@ -508,3 +562,32 @@ def test_torch_compile_gives_the_eager_blocks_output_and_gradients():
         block.eval()
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             assert _branch_error(compiled(features), block(features).float(), features) < tolerance
+
+
+def test_filter_estimator_layout_is_the_documented_one():
+    """docs/models.md documents the 1x1 conv's layout for anyone porting weights: input column
+    ch * T + t (channel-major over (C + k^2) x T), output row j * 2M + p * M + m (filter j,
+    real/imaginary p, bin m). (Channel c taking filter c // G is checked against
+    `repeat_interleave` in `_reference_block`.)"""
+    c, t, g, k = 8, 4, 4, 3
+    bins = t // 2 + 1
+    block = DTFBlock(c, t, filter_groups=g, kernel_size=k).double()
+    weight = torch.zeros_like(block.filter_estimator.weight)  # (C/G * 2M, (C + k^2) T, 1, 1)
+    assert weight.shape == (c // g * 2 * bins, (c + k * k) * t, 1, 1)
+    j, p, m = 1, 1, 0  # a filter, the imaginary part, bin 0 (row 9; a (filter, bin, part) order reads bin 1)
+    ch, frame = 5, 2  # a feature channel and frame
+    weight[j * 2 * bins + p * bins + m, ch * t + frame] = 1.0
+    corr_ch, corr_frame = 7, 3  # the correlation score of neighbour 7 at frame 3: channel C + 7
+    weight[0, (c + corr_ch) * t + corr_frame] = 2.0
+    with torch.no_grad():
+        block.filter_estimator.weight.copy_(weight)
+    y = torch.zeros(1, t, c, 2, 3, dtype=torch.float64)
+    y[0, frame, ch] = torch.arange(6.0).view(2, 3)
+    corr = torch.zeros(1, t, k * k, 2, 3, dtype=torch.float64)
+    corr[0, corr_frame, corr_ch] = 1.0
+    with torch.no_grad():
+        filt = block.estimate_filter(y, corr)  # (B, C/G, M, H, W), complex
+    want = torch.zeros(1, c // g, bins, 2, 3, dtype=torch.complex128)
+    want[0, j, m] = 1j * torch.arange(6.0).view(2, 3)
+    want[0, 0, 0] = 2.0  # row 0: filter 0, real part, bin 0
+    torch.testing.assert_close(filt, want)

@@ -118,7 +118,7 @@ def test_report_agrees_with_its_own_predictions(world):
 
 def _same_predictions(rows_a: list[dict], rows_b: list[dict]) -> None:
     assert len(rows_a) == len(rows_b)
-    for a, b in zip(rows_a, rows_b):
+    for a, b in zip(rows_a, rows_b, strict=False):
         assert [a[k] for k in ("index", "path", "label", "pred1", "pred2", "pred3", "pred4", "pred5", "error")] == \
                [b[k] for k in ("index", "path", "label", "pred1", "pred2", "pred3", "pred4", "pred5", "error")]
         assert [float(a[f"prob{k}"]) for k in range(1, 6)] == pytest.approx([float(b[f"prob{k}"]) for k in range(1, 6)],

@@ -23,11 +23,11 @@ from dtfcli.engine.metrics import OTHER, classification_metrics, top_confusions
 
 def _reference(targets, ranked, classes):
     """Plain-loop definitions: micro top-1/top-5 over videos, macro mean over classes."""
-    top1 = sum(r[0] == t for t, r in zip(targets, ranked)) / len(targets) * 100
-    top5 = sum(t in r[:5] for t, r in zip(targets, ranked)) / len(targets) * 100
+    top1 = sum(r[0] == t for t, r in zip(targets, ranked, strict=False)) / len(targets) * 100
+    top5 = sum(t in r[:5] for t, r in zip(targets, ranked, strict=False)) / len(targets) * 100
     accs = []
     for c in classes:
-        mine = [r[0] == t for t, r in zip(targets, ranked) if t == c]
+        mine = [r[0] == t for t, r in zip(targets, ranked, strict=False) if t == c]
         if mine:
             accs.append(sum(mine) / len(mine))
     return top1, top5, sum(accs) / len(accs) * 100
@@ -58,7 +58,7 @@ def test_metrics_match_plain_definitions_on_imbalanced_data():
     others = sum(r[0] not in outputs for r in ranked)
     assert m.confusion[:, 4].sum() == others
     row_of = {o: i for i, o in enumerate(outputs)}
-    for t, r in zip(targets, ranked):
+    for t, r in zip(targets, ranked, strict=False):
         if r[0] == t:
             continue
         assert m.confusion[row_of[t], row_of.get(r[0], 4)] > 0

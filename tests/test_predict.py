@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _videos import write_video
+
 from dtfcli.data import TestTransform, open_video, sample_test_views
 from dtfcli.hub import save_pretrained
 from dtfcli.models import create_model

@@ -140,10 +140,16 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits_143(data, tmp_path):
                 return
             time.sleep(0.01)
 
+    # Should the signal come after the run (it cannot, unless the machine stalls for 16 steps),
+    # it must not end the test session: a no-op handler outside the run.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
     killer = threading.Thread(target=kill_at_step_2, daemon=True)
     killer.start()
-    result = CliRunner().invoke(app, ["train", *_args(_config(data, run, epochs=3, val_split=""))])
-    killer.join()
+    try:
+        result = CliRunner().invoke(app, ["train", *_args(_config(data, run, epochs=3, val_split=""))])
+        killer.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert result.exit_code == 143, result.output
     assert "stopped by SIGTERM" in result.output
     run_dir, last = ckpt.find_checkpoint(run)
@@ -169,7 +175,7 @@ def test_ddp_on_two_cpu_processes_follows_one_process(data, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     single, ddp = _rows(one.run_dir / "metrics.csv"), _rows(two / "metrics.csv")
     assert len(single) == len(ddp) == 3
-    for a, b in zip(single, ddp):
+    for a, b in zip(single, ddp, strict=False):
         assert a["lr"] == b["lr"]
         assert float(b["loss"]) == pytest.approx(float(a["loss"]), rel=1e-4, abs=1e-5)
     val = _rows(two / "val.csv")
@@ -192,10 +198,11 @@ def test_a_nan_loss_stops_with_its_step_and_keeps_the_last_good_checkpoint(data,
     monkeypatch.setattr(_Run, "_loss", nan_at_step_5)
     run = tmp_path / "run"
     # 3 steps an epoch; a checkpoint after step 3, the NaN at step 5
-    result = CliRunner().invoke(app, ["train", *_args(_config(data, run, batch_size=4))])
+    # A modest LR: the only non-finite loss must be the injected one, whatever the thread count.
+    result = CliRunner().invoke(app, ["train", *_args(_config(data, run, batch_size=4, lr=0.01))])
     assert result.exit_code == 4, result.output
-    text = " ".join(str(result.output).split())
-    assert "at step 5 (epoch 2, step 2 of 3)" in text and "step-00000003" in text
+    text = "".join(str(result.output).split())  # the console may fold a long path anywhere
+    assert "atstep5(epoch2,step2of3)" in text and "step-00000003" in text
     last = ckpt.find_checkpoint(run)[1]
     assert last.name == "step-00000003" and not (run / "final").exists()
     assert all(torch.isfinite(t).all() for t in _weights(last).values())
@@ -228,12 +235,12 @@ def test_mixed_precision_channels_last_accumulation_and_a_broken_video(data, tmp
     shutil.copytree(data, broken)
     victim = sorted((broken / "20bn-something-something-v2").iterdir())[0]
     victim.write_bytes(b"not a video at all")
-    config = _config(broken, tmp_path / "run", amp="bf16", channels_last=True, batch_size=3, accumulate=2,
-                     epochs=1)
+    # batch 2: the broken video leaves one clip in its batch (too few for batch norm on its own)
+    config = _config(broken, tmp_path / "run", amp="bf16", channels_last=True, accumulate=2, epochs=1)
     result = train(config)
     assert result.status == "finished" and result.skipped == 1
     rows = _rows(result.run_dir / "metrics.csv")
-    assert len(rows) == 2 and all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)
+    assert len(rows) == 3 and all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)
     for source in (result.run_dir, result.final_dir):
         model, info = load_model(source)
         assert info.labels[:3] == ["Moving something from left to right", "Moving something from right to left",

@@ -110,9 +110,9 @@ def test_processes_share_each_global_batch_like_one_process():
     for s in [one, *two]:
         s.set_epoch(3)
     single = list(one)
-    shards = list(zip(*(list(s) for s in two)))
+    shards = list(zip(*(list(s) for s in two), strict=False))
     assert len(single) == len(shards) == 5  # 23 // 4: the incomplete batch is dropped
-    for batch, (a, b) in zip(single, shards):
+    for batch, (a, b) in zip(single, shards, strict=False):
         assert batch == a + b
     flat = [i for batch in single for _, i in batch]
     assert len(set(flat)) == len(flat) == 20

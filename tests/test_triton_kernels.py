@@ -333,7 +333,8 @@ def test_a_block_launches_a_few_kernels_on_the_gpu_path():
             counts[parts[0]] = (int(parts[1]), int(parts[2]))
     (tensor_inf, triton_inf), (tensor_train, triton_train) = counts["inference"], counts["training"]
     assert tensor_inf > 60 and tensor_train > 250, counts  # the loop over the k^2 offsets
-    assert triton_inf <= 12 and triton_train <= 100, counts
+    # inference: 9 for the block's arithmetic, 8 that derive the folded weights on every call
+    assert triton_inf <= 20 and triton_train <= 100, counts
     assert "triton:aggregation.forward" in proc.stdout and "triton:modulation.backward" in proc.stdout
 
 

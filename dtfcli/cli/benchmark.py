@@ -36,7 +36,9 @@ def benchmark_command(
 
     Absolute clips/s are labelled with the device; training memory is the peak of one step (MiB).
 
-    Targets of issue 5 are marked pass/FAIL; "proxy" marks a full-size target checked on a tiny model.
+    Each comparison has a target ratio, e.g. DTF-Net R50 inference at 0.92x C2D's clips/s or more: pass or FAIL.
+
+    "proxy" marks a full-size target checked on a tiny model.
 
     Full-size models take minutes on a CPU; --quick is a smoke run with tiny models.
 

@@ -45,7 +45,12 @@ def synth_command(
     ),
     min_side: int = typer.Option(64, "--min-side", min=16, help="Smallest short side of a video, pixels."),
     max_side: int = typer.Option(128, "--max-side", min=16, help="Largest short side of a video, pixels."),
-    codec: list[str] | None = typer.Option(None, "--codec", help="Codecs to draw from (vp9, vp8, h264); repeatable."),
+    codec: list[str] | None = typer.Option(
+        None, "--codec", help="Codecs to draw from (vp9, vp8, h264, mpeg4, mjpeg; default: the style's); repeatable."
+    ),
+    style: str = typer.Option(
+        "varied", "--style", help="varied: natural-image-like scenes, lighting, blur; plain: the simple first look."
+    ),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="Encoding processes."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
@@ -57,12 +62,14 @@ def synth_command(
 
       dtf data synth --out /tmp/mini -n 1 --val-per-class 0 --classes 0,1
     """
-    from dtfcli.data.synth import CODECS, synthesize_dataset
+    from dtfcli.data.synth import CODECS, STYLES, synthesize_dataset
 
     if min_side > max_side:
         raise DTFError("--min-side must not exceed --max-side")
-    codecs = tuple(codec) if codec else tuple(CODECS)
-    for c in codecs:
+    if style not in STYLES:
+        raise DTFError(f"--style {style!r}: choose from {', '.join(STYLES)}")
+    codecs = tuple(codec) if codec else None
+    for c in codecs or ():
         if c not in CODECS:
             raise DTFError(f"--codec {c!r}: choose from {', '.join(CODECS)}")
     if out.exists() and any(out.iterdir()) and not (out / "labels").is_dir():
@@ -72,7 +79,7 @@ def synth_command(
         task = bar.add_task("videos", total=None)
         summary = synthesize_dataset(
             out, videos_per_class, seed, val_videos_per_class=val_per_class, classes=_parse_classes(classes),
-            min_side=min_side, max_side=max_side, codecs=codecs, workers=workers,
+            min_side=min_side, max_side=max_side, codecs=codecs, style=style, workers=workers,
             progress=lambda done, total: bar.update(task, completed=done, total=total))
     if as_json:
         console.print_json(json.dumps(summary))

@@ -76,7 +76,8 @@ def _summary(report) -> None:
         console.print(f"  ... and {len(problems) - 10} more (see report.json)", highlight=False)
     if report.top_confusions:
         top = report.top_confusions[0]
-        console.print(f"most confused: {top['true']} -> {top['predicted']} ({top['count']} video{'s' if top['count'] != 1 else ''})", highlight=False)
+        videos = f"{top['count']} video{'s' if top['count'] != 1 else ''}"
+        console.print(f"most confused: {top['true']} -> {top['predicted']} ({videos})", highlight=False)
     speed = report.run["videos_per_second"]
     console.print(f"wrote {report.out_dir}/report.json, predictions.csv, per_class.csv, confusion.csv/.png"
                   + (f"  ({speed:.2f} videos/s)" if speed else ""), highlight=False)

@@ -61,7 +61,7 @@ def predict_command(
       dtf predict @todo.txt --model hf://org/dtf-ssv2@v1.0 --device cuda --amp
     """
     from dtfcli.engine.inference import FUSIONS
-    from dtfcli.engine.predict import prediction_rows, predict
+    from dtfcli.engine.predict import predict, prediction_rows
 
     if fusion not in FUSIONS:
         raise DTFError(f"--fusion {fusion!r}: choose prob or logit")

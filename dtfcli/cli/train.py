@@ -14,6 +14,7 @@ from rich.table import Table
 
 from dtfcli.cli._common import console, err_console, fail
 
+
 class RichReporter:
     """Progress for the terminal: a live bar (loss, LR, clips/s, ETA) or, when the output is
     not a terminal, one line every ``log_every`` steps."""

@@ -1,7 +1,12 @@
 """A synthetic motion dataset whose classes need temporal order to tell apart.
 
 Every video shows one main object doing the class's motion, over a random background, with
-smaller distractor objects moving on their own and a little camera shake.  Written in the
+smaller distractor objects moving on their own and a little camera shake.  Two styles:
+"plain" (flat, gradient, smooth-noise or clutter backgrounds; the first style, kept
+reproducible) and "varied" (the default: natural-image-like backgrounds and textured objects
+of many shapes from ``synth_looks``, still clutter, lighting changes, blur, motion blur,
+noise, more frame rates, sizes, speeds and codecs), so that a model trained on it meets
+something closer to camera footage.  Written in the
 Something-Something V2 layout (``labels/labels.json``, ``labels/train.json``,
 ``labels/validation.json``, ``20bn-something-something-v2/{id}.webm``), so
 ``build_dataset("ssv2", out_dir, ...)`` reads it.
@@ -30,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dtfcli.data import synth_looks as looks
+
 SYNTH_CLASSES = (
     "Moving something from left to right",
     "Moving something from right to left",
@@ -49,9 +56,13 @@ _MOTION = {0: ("right", False), 1: ("right", True), 2: ("up", False), 3: ("up", 
            4: ("closer", False), 5: ("closer", True), 6: ("clockwise", False), 7: ("clockwise", True),
            8: ("appear", False), 9: ("appear", True), 10: ("back_and_forth", False), 11: ("still", False)}
 VIDEO_DIR = "20bn-something-something-v2"
-SPRITE = 64  # sprite canvas side, pixels
-# (codec, container extension, probability)
-CODECS = {"vp9": ("libvpx-vp9", ".webm"), "vp8": ("libvpx", ".webm"), "h264": ("libx264", ".mp4")}
+SPRITE = 64  # sprite canvas side, pixels (plain style)
+SPRITE_VARIED = 96  # larger: varied objects are drawn bigger and carry finer texture
+# codec key -> (encoder, container extension)
+CODECS = {"vp9": ("libvpx-vp9", ".webm"), "vp8": ("libvpx", ".webm"), "h264": ("libx264", ".mp4"),
+          "mpeg4": ("mpeg4", ".avi"), "mjpeg": ("mjpeg", ".avi")}
+PLAIN_CODECS = ("vp9", "vp8", "h264")  # what the plain style draws from unless told
+STYLES = ("plain", "varied")
 _COLOUR_NAMES = ("red", "green", "blue", "yellow", "purple", "orange", "white", "grey", "pink", "teal")
 _SHAPE_NAMES = ("blob", "block", "star", "shard", "tile")
 
@@ -254,19 +265,45 @@ def _composite(canvas: torch.Tensor, sprite: torch.Tensor, track: Track) -> torc
     return canvas * (1 - a) + drawn[:, :3] * a
 
 
+def _composite_where_drawn(canvas: torch.Tensor, sprite: torch.Tensor, track: Track) -> torch.Tensor:
+    """``_composite`` on the part of the canvas the sprite can reach during the clip only
+    (much faster for small or slow objects; same picture up to rounding)."""
+    hc, wc = canvas.shape[-2:]
+    reach = 0.75 * track.side  # half the diagonal of the sprite's square, and a little more
+    x0, x1 = int(max(0, np.floor((track.x - reach).min()))), int(min(wc, np.ceil((track.x + reach).max()) + 1))
+    y0, y1 = int(max(0, np.floor((track.y - reach).min()))), int(min(hc, np.ceil((track.y + reach).max()) + 1))
+    if x0 >= x1 or y0 >= y1:
+        return canvas
+    out = canvas.clone()
+    local = Track(track.x - x0, track.y - y0, track.side, track.angle, track.alpha)
+    out[:, :, y0:y1, x0:x1] = _composite(canvas[:, :, y0:y1, x0:x1], sprite, local)
+    return out
+
+
 @dataclass
 class SynthVideo:
     frames: np.ndarray  # uint8 (T, H, W, 3)
     fps: int
     codec: str  # key of CODECS
     placeholder: str  # what the object is called in the SSv2 "label" field
+    # The main object's pose in each frame, in frame pixels (after camera shake); varied style.
+    track: Track | None = None
 
 
 def render_video(class_index: int, rng: np.random.Generator, *, min_side: int = 64, max_side: int = 128,
-                 codecs: Sequence[str] = tuple(CODECS)) -> SynthVideo:
-    """Render one clip of class ``class_index`` with everything else drawn from ``rng``."""
+                 codecs: Sequence[str] | None = None, style: str = "varied") -> SynthVideo:
+    """Render one clip of class ``class_index`` with everything else drawn from ``rng``.
+
+    ``style``: "varied" (default) or "plain" (see the module's docstring).  ``codecs``: the
+    CODECS keys to draw from (default: PLAIN_CODECS for plain, all of CODECS for varied)."""
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r} (choose from {', '.join(STYLES)})")
+    if codecs is None:
+        codecs = PLAIN_CODECS if style == "plain" else tuple(CODECS)
     with _one_torch_thread():
-        return _render(class_index, rng, min_side, max_side, codecs)
+        if style == "plain":
+            return _render(class_index, rng, min_side, max_side, codecs)
+        return _render_varied(class_index, rng, min_side, max_side, codecs)
 
 
 def _render(class_index: int, rng: np.random.Generator, min_side: int, max_side: int,
@@ -302,6 +339,129 @@ def _render(class_index: int, rng: np.random.Generator, min_side: int, max_side:
     return SynthVideo(np.ascontiguousarray(frames), fps, str(rng.choice(list(codecs))), name)
 
 
+# -- varied style ----------------------------------------------------------------------------
+def _progress_varied(rng, t: int) -> np.ndarray:
+    """0 -> 1 over a random sub-interval of the clip: linear, smooth, speeding up or slowing
+    down (the last two are each other's time reversal, so reversal pairs stay fair)."""
+    u = np.linspace(0, 1, t)
+    a, b = rng.uniform(0, 0.3), rng.uniform(0.7, 1.0)
+    p = np.clip((u - a) / (b - a), 0, 1)
+    kind = rng.integers(4)
+    if kind == 1:
+        return p * p * (3 - 2 * p)
+    if kind == 2:
+        return p * p
+    if kind == 3:
+        return 1 - (1 - p) ** 2
+    return p
+
+
+def _main_track_varied(motion: str, rng, t: int, h: int, w: int) -> Track:
+    """As ``_main_track`` with wider ranges of size, place, distance, speed, turn and timing,
+    plus a little hand tremor in every class."""
+    short = min(h, w)
+    side = np.full(t, short * rng.uniform(0.2, 0.55))
+    x = np.full(t, w * rng.uniform(0.25, 0.75))
+    y = np.full(t, h * rng.uniform(0.25, 0.75))
+    angle = np.full(t, rng.uniform(0, 2 * math.pi))
+    alpha = np.ones(t)
+    p = _progress_varied(rng, t)
+    if motion in ("right", "up"):
+        along = w if motion == "right" else h
+        frac = rng.uniform(0.25, 0.65)
+        start = along * rng.uniform(0.12, max(0.12, 0.88 - frac))
+        drift = along * frac * rng.uniform(-0.3, 0.3)
+        main = start + along * frac * p
+        if motion == "right":
+            x, y = main, y + drift * p
+        else:
+            y, x = along - main, x + drift * p
+    elif motion == "closer":
+        ratio = rng.uniform(1.6, 2.8)
+        side = short * min(rng.uniform(0.12, 0.3), 0.8 / ratio) * ratio ** p
+        x, y = x + short * rng.uniform(-0.12, 0.12) * p, y + short * rng.uniform(-0.12, 0.12) * p
+    elif motion == "clockwise":
+        angle = angle + rng.uniform(0.4, 1.6) * math.pi * p
+    elif motion == "appear":
+        alpha = p if rng.random() < 0.5 else (p > rng.uniform(0.3, 0.7)).astype(float)
+    elif motion == "back_and_forth":
+        direction = rng.uniform(0, 2 * math.pi)
+        d = short * rng.uniform(0.12, 0.3) * np.sin(math.pi * rng.integers(1, 4) * p)
+        x, y = x + d * math.cos(direction), y + d * math.sin(direction)
+    tremor = np.cumsum(rng.normal(0, short * rng.uniform(0, 0.003), (t, 2)), axis=0)
+    return Track(x + tremor[:, 0], y + tremor[:, 1], side, angle, alpha)
+
+
+def _distractor_track_varied(rng, t: int, h: int, w: int, largest: float) -> Track:
+    track = _distractor_track(rng, t, h, w)
+    side = np.minimum(track.side * rng.uniform(0.6, 1.1), largest)
+    return Track(track.x, track.y, side, track.angle, track.alpha)
+
+
+def _motion_blurred(canvas: torch.Tensor, sprite: torch.Tensor, track: Track, shutter: float) -> torch.Tensor:
+    """The sprite's image averaged over an exposure of ``shutter`` frame intervals."""
+    fields = [track.x, track.y, track.side, track.angle, track.alpha]
+    speed = [np.gradient(f) if len(f) > 1 else np.zeros_like(f) for f in fields]
+    drawn = [_composite_where_drawn(canvas, sprite, Track(*(f + v * shutter * k for f, v in zip(fields, speed))))
+             for k in (-0.5, 0.0, 0.5)]
+    return sum(drawn) / len(drawn)
+
+
+def _render_varied(class_index: int, rng: np.random.Generator, min_side: int, max_side: int,
+                   codecs: Sequence[str], hide_main: bool = False) -> SynthVideo:
+    """``hide_main`` draws everything from ``rng`` as usual but leaves the main object out:
+    the difference to the normal render is the object alone (tests measure it)."""
+    motion, reverse = _MOTION[class_index]
+    fps = int(rng.choice([6, 8, 10, 12, 15, 20, 24, 25, 30]))
+    t = int(np.clip(round(fps * rng.uniform(1.2, 3.5)), 12, 90))
+    short = 2 * int(rng.integers(min_side // 2, max_side // 2 + 1))
+    aspect = float(rng.choice([1.0, 4 / 3, 3 / 2, 16 / 9, 2.0, 3 / 4, 9 / 16]))
+    h, w = (short, 2 * int(round(short * aspect / 2))) if aspect >= 1 else (2 * int(round(short / aspect / 2)), short)
+    margin = max(4, int(round(short * rng.uniform(0.02, 0.06))))  # camera-shake room
+    hc, wc = h + 2 * margin, w + 2 * margin
+    scene = torch.from_numpy(looks.background(rng, hc, wc).astype(np.float32)).permute(2, 0, 1)[None]
+    for _ in range(int(rng.integers(0, 7))):  # things lying still in the scene
+        side = min(hc, wc) * rng.uniform(0.06, 0.35)
+        pose = Track(*(np.array([v]) for v in (rng.uniform(0, wc), rng.uniform(0, hc), side,
+                                               rng.uniform(0, 2 * math.pi), 1.0)))
+        scene = _composite_where_drawn(scene, looks.sprite(rng, SPRITE_VARIED // 2, _polygon_mask, marker=False), pose)
+    if rng.random() < 0.3:  # shallow depth of field: the scene out of focus
+        scene = looks.gaussian_blur(scene, rng.uniform(0.6, 2.5))
+    canvas = scene.expand(t, -1, -1, -1).clone()
+    main = _main_track_varied(motion, rng, t, h, w)
+    main = Track(main.x + margin, main.y + margin, main.side, main.angle, main.alpha)
+    if reverse:
+        main = main.reversed()
+    distractors = [(looks.sprite(rng, SPRITE_VARIED // 2, _polygon_mask, marker=False),
+                    _distractor_track_varied(rng, t, hc, wc, 0.7 * float(main.side.min())))
+                   for _ in range(rng.integers(0, 5))]
+    behind = rng.integers(0, len(distractors) + 1)
+    marker = bool(rng.random() < 0.5)
+    main_sprite = looks.sprite(rng, SPRITE_VARIED, _polygon_mask, marker=marker, flat_ok=marker)
+    if hide_main:
+        main_sprite = main_sprite * torch.tensor([1.0, 1.0, 1.0, 0.0]).view(4, 1, 1)
+    shutter = rng.uniform(0.3, 1.0) if rng.random() < 0.3 else 0.0
+    for sprite, track in distractors[:behind]:
+        canvas = _composite_where_drawn(canvas, sprite, track)
+    if shutter:
+        canvas = _motion_blurred(canvas, main_sprite, main, shutter)
+    else:
+        canvas = _composite_where_drawn(canvas, main_sprite, main)
+    for sprite, track in distractors[behind:]:
+        canvas = _composite_where_drawn(canvas, sprite, track)
+    walk = np.cumsum(rng.normal(0, rng.uniform(0, 1.0), (t, 2)), axis=0)
+    shake = np.clip(np.round(walk), -margin, margin).astype(int) + margin
+    frames = torch.stack([canvas[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(shake)])
+    frames = looks.lighting(rng, frames)
+    if rng.random() < 0.35:
+        frames = looks.gaussian_blur(frames, rng.uniform(0.3, 1.3))
+    frames = frames + torch.from_numpy(rng.standard_normal(frames.shape, dtype=np.float32)) * rng.uniform(0, 0.04)
+    frames = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    name = f"{rng.choice(_COLOUR_NAMES)} {rng.choice(_SHAPE_NAMES)}"
+    on_screen = Track(main.x - shake[:, 1], main.y - shake[:, 0], main.side, main.angle, main.alpha)
+    return SynthVideo(np.ascontiguousarray(frames), fps, str(rng.choice(list(codecs))), name, on_screen)
+
+
 def encode_video(path: Path, frames: np.ndarray, fps: int, codec: str, *, quality: float = 0.5) -> None:
     """Encode uint8 (T, H, W, 3) frames (even H, W) with ``codec`` (a CODECS key)."""
     import av
@@ -313,12 +473,22 @@ def encode_video(path: Path, frames: np.ndarray, fps: int, codec: str, *, qualit
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = max(1, fps)
+        stream.codec_context.thread_count = 1  # videos are small; workers encode in parallel
         crf = int(round(20 + 16 * quality))
         if codec == "h264":
-            stream.options = {"preset": "veryfast", "crf": str(crf)}
+            # No macroblock-tree rate control: with it, libx264 gave different bytes from run
+            # to run for the same frames, even on one thread.
+            stream.options = {"preset": "veryfast", "crf": str(crf), "x264-params": "mbtree=0"}
+        elif codec in ("mpeg4", "mjpeg"):
+            if codec == "mjpeg":
+                stream.pix_fmt = "yuvj420p"
+            q = str(int(round(3 + 12 * quality)))  # constant quantiser
+            stream.options = {"qmin": q, "qmax": q}
         else:
-            stream.options = {"deadline": "realtime", "cpu-used": "8", "crf": str(crf + 10), "b": "0",
-                              "threads": "1"}
+            # VP8 reads a positive cpu-used in realtime mode as "adapt the speed to the clock",
+            # which changes the bytes from run to run; a negative one is a fixed speed.
+            speed = "-8" if codec == "vp8" else "8"
+            stream.options = {"deadline": "realtime", "cpu-used": speed, "crf": str(crf + 10), "b": "0"}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
@@ -327,9 +497,9 @@ def encode_video(path: Path, frames: np.ndarray, fps: int, codec: str, *, qualit
 
 
 def _job(args) -> tuple[str, str]:
-    out_dir, video_id, class_index, seed_key, min_side, max_side, codecs = args
+    out_dir, video_id, class_index, seed_key, min_side, max_side, codecs, style = args
     rng = np.random.default_rng(seed_key)
-    video = render_video(class_index, rng, min_side=min_side, max_side=max_side, codecs=codecs)
+    video = render_video(class_index, rng, min_side=min_side, max_side=max_side, codecs=codecs, style=style)
     quality = float(rng.uniform(0, 1))
     path = Path(out_dir) / VIDEO_DIR / f"{video_id}{CODECS[video.codec][1]}"
     encode_video(path, video.frames, video.fps, video.codec, quality=quality)
@@ -338,14 +508,17 @@ def _job(args) -> tuple[str, str]:
 
 def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: int = 0, *,
                        val_videos_per_class: int | None = None, classes: Sequence[int] | None = None,
-                       min_side: int = 64, max_side: int = 128, codecs: Sequence[str] = tuple(CODECS),
-                       workers: int = 1, progress: Callable[[int, int], None] | None = None) -> dict:
+                       min_side: int = 64, max_side: int = 128, codecs: Sequence[str] | None = None,
+                       style: str = "varied", workers: int = 1,
+                       progress: Callable[[int, int], None] | None = None) -> dict:
     """Write the synthetic motion dataset in the SSv2 layout; return a summary dict.
 
     ``videos_per_class`` train videos and ``val_videos_per_class`` (default: a quarter,
     at least 1) validation videos for each class in ``classes`` (indices into
-    SYNTH_CLASSES; default all 12).  Deterministic for a given ``seed``: each video's
-    randomness comes from (seed, split, class, number), whatever ``workers`` is.
+    SYNTH_CLASSES; default all 12).  ``style``: "varied" or "plain"; ``codecs``: CODECS
+    keys to draw from (default: PLAIN_CODECS for plain, all for varied).  Deterministic for
+    a given ``seed``: each video's randomness comes from (seed, split, class, number),
+    whatever ``workers`` is.
     ``progress(done, total)`` is called as videos are written.
     """
     out = Path(out_dir)
@@ -353,6 +526,10 @@ def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: in
     for c in class_ids:
         if not 0 <= c < len(SYNTH_CLASSES):
             raise ValueError(f"class index {c} out of range 0..{len(SYNTH_CLASSES) - 1}")
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r} (choose from {', '.join(STYLES)})")
+    if codecs is None:
+        codecs = PLAIN_CODECS if style == "plain" else tuple(CODECS)
     for c in codecs:
         if c not in CODECS:
             raise ValueError(f"unknown codec {c!r} (choose from {', '.join(CODECS)})")
@@ -367,7 +544,7 @@ def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: in
         for c, k in order:
             video_id = str(next_id)
             next_id += 1
-            jobs.append((str(out), video_id, c, [seed, split_no, c, k], min_side, max_side, tuple(codecs)))
+            jobs.append((str(out), video_id, c, [seed, split_no, c, k], min_side, max_side, tuple(codecs), style))
             meta.append((split, video_id, c))
     placeholders: dict[str, str] = {}
     total = len(jobs)
@@ -396,4 +573,4 @@ def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: in
     for split, entries in splits.items():
         (out / "labels" / f"{split}.json").write_text(json.dumps(entries, indent=1) + "\n")
     return {"out_dir": str(out), "classes": [SYNTH_CLASSES[c] for c in class_ids],
-            "train": len(splits["train"]), "validation": len(splits["validation"]), "seed": seed}
+            "train": len(splits["train"]), "validation": len(splits["validation"]), "seed": seed, "style": style}

@@ -1,7 +1,7 @@
 """What the benchmark compares and how one step of a contender runs.
 
 Contenders (registry models, torchvision video models, lone temporal blocks) paired into
-comparisons with the issue's targets, built fresh, and one inference or training step of
+comparisons with their targets, built fresh, and one inference or training step of
 each under a device, batch, precision and layout (`RunOptions`). The timing, the reports
 and the suites are in `dtfcli.engine.benchmark`; peak memory in `dtfcli.engine.benchmark_memory`.
 """
@@ -47,7 +47,7 @@ class Contender:
 
 @dataclass(frozen=True)
 class Target:
-    """A target of the issue: the candidate/baseline ratio of ``metric`` must be ``op`` ``value``."""
+    """A performance target: the candidate/baseline ratio of ``metric`` must be ``op`` ``value``."""
 
     metric: str  # "throughput" (candidate / baseline clips/s) or "memory" (candidate / baseline MiB)
     op: str  # ">=" or "<="
@@ -76,7 +76,7 @@ INFER_SWIN3D = Target("throughput", ">=", 1.5, devices=("cpu",))
 
 
 def model_comparisons(quick: bool = False, device_type: str = "cpu") -> list[Comparison]:
-    """The model pairs of the issue: full size, or tiny models at small inputs (``quick``)."""
+    """The model pairs compared: full size, or tiny models at small inputs (``quick``)."""
     r50_targets = {"inference": (INFER_R50,), "train": TRAIN_R50}
     if quick:
         tiny = (3, 8, 64, 64)

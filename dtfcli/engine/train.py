@@ -44,15 +44,15 @@ from dtfcli.engine.train_data import EpochBatches, derive_seed, train_loader, va
 from dtfcli.engine.train_log import MetricsLog
 from dtfcli.engine.train_setup import (
     Processes,
-    RunDirExistsError,
+    RunDirExistsError,  # noqa: F401  (raised through claim_run_dir; importable from here)
     StopRequest,
     TrainError,
     build_datasets,
-    claim_run_dir,
-    link_final,
     build_model,
     build_optimizer,
     build_schedule,
+    claim_run_dir,
+    link_final,
     machine_line,
     model_card_text,
     start_processes,
@@ -111,6 +111,8 @@ def _prepare_config(config, resume) -> tuple[dict[str, Any], Path | None, Path |
         if isinstance(config, (str, Path)):
             return build_config(config), None, None
         return build_config(None, dict(config or {})), None, None
+    if isinstance(config, (str, Path)):
+        raise ConfigKeyError(f"{config}: a resumed run keeps the config it was started with ({CONFIG_FILE})")
     run_dir, folder = ckpt.find_checkpoint(resume)
     saved = read_config_file(run_dir / CONFIG_FILE)
     for name, value in dict(config or {}).items():
@@ -332,6 +334,11 @@ class _Run:
                 clip, labels = torch.zeros(shape), torch.zeros(2, dtype=torch.long)
             else:
                 labels = batch["label"]
+            count = 0 if empty else len(labels)
+            if count == 1 and batch["skipped"]:
+                # Skipping left one clip: batch norm over one clip fails where the last stage is 1 x 1 in
+                # space. The clip twice has the same batch mean and (biased) variance, loss and gradient.
+                clip, labels = clip.repeat(2, 1, 1, 1, 1), labels.repeat(2)
             clip = clip.to(procs.device, non_blocking=True)
             labels = labels.to(procs.device, non_blocking=True)
             if v["channels_last"]:
@@ -348,7 +355,7 @@ class _Run:
                 else:
                     value = float(loss.detach())
                     nonfinite = nonfinite or not torch.isfinite(loss.detach()).item()
-                    loss_sum, clips = loss_sum + value * len(labels), clips + len(labels)
+                    loss_sum, clips = loss_sum + value * count, clips + count
                 scaled = loss / accumulate
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         return nonfinite, loss_sum, float(clips), time.perf_counter() - start

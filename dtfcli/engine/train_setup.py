@@ -271,10 +271,13 @@ def model_card_text(cfg: Resolved, data: dict[str, Any], result: dict[str, Any],
     acc = result.get("val")
     acc_line = (f"top-1 {acc['top1']:.2f}%, top-5 {acc['top5']:.2f}% on {acc['videos']} {v['val_split']!r} "
                 "videos (one centre clip and crop each)") if acc else "not validated"
+    scaled = v["base_lr"] * cfg.global_batch / 256
+    lr_note = (f"base {v['base_lr']:g} at batch 256, scaled linearly" if math.isclose(v["lr"], scaled)
+               else f"set explicitly; linear scaling of {v['base_lr']:g} at batch 256 gives {scaled:.3g}")
     rows = [
         ("recipe", f"SGD (momentum {v['momentum']}, weight decay {v['weight_decay']:g}), peak LR {v['lr']:g} "
-                   f"(base {v['base_lr']:g} at batch 256, linear scaling), cosine schedule with "
-                   f"{v['warmup_epochs']:g} warm-up epochs, dropout {v['dropout']}"),
+                   f"({lr_note}), cosine schedule after {v['warmup_epochs']:g} warm-up epoch(s), "
+                   f"dropout {v['dropout']}"),
         ("batch", f"{cfg.global_batch} clips per step ({v['batch_size']} x {v['accumulate']} accumulation x "
                   f"{cfg.world_size} processes)"),
         ("input", f"{v['num_frames']} frames ({v['sampling']}), random {v['crop_size']} crop from short side "

@@ -36,7 +36,10 @@ linear, so the norm and alpha are folded into the mixing weights, and the mixing
 applied after the inverse transform: irfft(W S') = Re(W) irfft(S') + Im(W) irfft(i S')
 exactly (irfft is real-linear), a real C x 2C matmul per frame (2 C^2 multiply-adds per
 location and frame) instead of a complex C x C one per bin (4 C^2 per location and bin),
-which also adds the residual in the same call (`baddbmm`).
+which also adds the residual in the same call (`baddbmm`). Nothing derived from the
+weights is kept between calls (an edit through ``param.data`` leaves no trace a cache
+could key on); each call copies whichever side of the mixing is smaller into the other's
+layout (`_mix_folded`), as the filter estimator does (`_estimate`).
 
 The transforms, the modulation and the channel mixing live in `dtfcli.models.spectral`.
 """
@@ -319,61 +322,26 @@ class DTFBlock(nn.Module):
         # features, whose rows are (frame, channel) (`_estimate` reorders one side); the
         # concatenation is never materialised.
         weight = self.filter_estimator.weight.flatten(1)  # (out, (C + k^2) T), cast by `_estimate`
-        out = self._estimate(weight[:, : c * t], y.reshape(b, t, c, h * w), "estimator_y")
+        out = self._estimate(weight[:, : c * t], y.reshape(b, t, c, h * w))
         if corr is not None:  # the output is small (C/G x 2M per location): adding is cheap
             k2 = corr.shape[2]
-            out = out + self._estimate(weight[:, c * t :], corr.reshape(b, t, k2, h * w), "estimator_corr")
+            out = out + self._estimate(weight[:, c * t :], corr.reshape(b, t, k2, h * w))
         return out.view(b, -1, 2, num_bins(t), h * w)
 
-    def _estimate(self, weight: Tensor, features: Tensor, name: str) -> Tensor:
+    def _estimate(self, weight: Tensor, features: Tensor) -> Tensor:
         """weight (out, K*T) with columns (channel, frame) times frames-major features
         (B, T, K, L): (B, out, L), in the features' dtype. One of the two must be
         reordered to the other's order; the smaller copy is made (the weight at large H*W,
         the features at large T*C with few locations, e.g. 19 MiB of weight against 6 MiB
-        of features in a DTF-Swin-B stage-3 block). Without autograd the reordered weight
-        is cached."""
+        of features in a DTF-Swin-B stage-3 block)."""
         b, t, k, length = features.shape
         n_out = weight.shape[0]
         # An exported graph (torch.export, ONNX) reorders the weight: the choice must not
         # depend on the batch size, which is a free dimension of the exported graph.
         if exporting_graph() or n_out <= b * length:
-            reordered = self._derived(
-                name,
-                lambda: weight.reshape(n_out, k, t).transpose(1, 2).reshape(n_out, t * k).to(features.dtype),
-                features,
-            )
+            reordered = weight.reshape(n_out, k, t).transpose(1, 2).reshape(n_out, t * k).to(features.dtype)
             return torch.matmul(reordered, features.reshape(b, t * k, length))
         return torch.matmul(weight.to(features.dtype), features.transpose(1, 2).reshape(b, k * t, length))
-
-    def _derived(self, name: str, build, like: Tensor):
-        """``build()``, a tensor (or tuple) computed from the block's parameters and buffers,
-        cached while no autograd graph is being recorded.
-
-        Inference calls the block with the same weights again and again; rebuilding what is
-        derived from them (the estimator's reordered columns, the folded mixing weight) cost
-        about 2% of a DTF-Net R50 forward. An entry is rebuilt when any parameter or buffer
-        of the block changes: the key holds their storage addresses and in-place version
-        counters (an optimiser step, ``load_state_dict`` and ``.to()`` all change one), and
-        the dtype and device asked for. Nothing is cached while autograd records (the result
-        must then be differentiable), while tracing or compiling (the graph must show the
-        derivation), or for inference tensors, which keep no version counter.
-        """
-        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
-            return build()
-        norm = self.norm
-        tensors = [self.alpha, self.bias, self.mixing.complex_weight, norm.running_mean, norm.running_var]
-        tensors.append(self.filter_weight)
-        tensors = [p for p in tensors if p is not None]
-        if any(p.is_inference() for p in tensors):
-            return build()
-        key = (like.dtype, like.device, norm.eps, *((p.data_ptr(), p._version) for p in tensors))
-        cache = self.__dict__.setdefault("_derived_cache", {})
-        hit = cache.get(name)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        value = build()
-        cache[name] = (key, value)
-        return value
 
     def estimate_filter(self, y: Tensor, corr: Tensor | None) -> Tensor:
         """The frequency filter S_i, complex: (B, C/G, M, H, W) (dynamic) or (1, C/G, M, 1, 1).
@@ -458,27 +426,49 @@ class DTFBlock(nn.Module):
         modulated = modulate(spectrum, filt)
         to_time = frames_major_transforms(t, f.dtype, f.device)[2]
         # [irfft(S'); irfft(i S')] per frame: (B, T, 2, C, HW)
-        uv = torch.matmul(to_time, modulated.view(b, 2 * bins, c * h * w)).view(n, 2 * c, h * w)
-        weight, shift = self._derived("folded_mixing", lambda: self._folded_mixing(f.dtype, f.device), f)
-        out = torch.baddbmm(f.view(n, c, h * w), weight.expand(n, c, 2 * c), uv)
+        uv = torch.matmul(to_time, modulated.view(b, 2 * bins, c * h * w)).view(n, 2, c, h * w)
+        scale, shift = self._folded_norm(f.dtype, f.device)
+        out = self._mix_folded(f.view(n, c, h * w), uv, scale)
         if exporting_graph():  # the TorchScript-based ONNX exporter loses an in-place add into a view
             return (out.view(b, t, c, h * w) + shift.view(1, t, c, 1)).view(n, c, h, w)
         out.view(b, t, c, h * w).add_(shift.view(1, t, c, 1))
         return out.view(n, c, h, w)
 
-    def _folded_mixing(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-        """The mixing with the norm's running statistics and alpha folded in: the (C, 2C)
-        weight applied to [irfft(S'); irfft(i S')], and the (T, C) shift that the norm's
-        mean (the same in every bin and part) and the bias leave, a fixed pattern in time.
-        Folded in float32 (float64), then cast to ``dtype``."""
+    def _folded_norm(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The norm's running statistics and alpha as a per-channel scale (C,), in float32
+        (float64), and the (T, C) shift, in ``dtype``, that the norm's mean (the same in
+        every bin and part) and the bias leave: a fixed pattern in time."""
         norm = self.norm
         exact = _statistics_dtype(dtype)
         ones_response = frames_major_transforms(self.num_frames, exact, device)[3]
         scale = self.alpha.to(exact) * torch.rsqrt(norm.running_var.to(exact) + norm.eps)
-        wr, wi = self.mixing.complex_weight.to(exact).unbind(-1)
-        weight = torch.cat([wr, wi], 1) * scale[:, None]
-        shift = self.bias.to(exact) - torch.outer(ones_response, scale * norm.running_mean.to(exact))
-        return weight.to(dtype), shift.to(dtype)
+        shift = torch.addr(self.bias.to(exact), ones_response, scale * norm.running_mean.to(exact), alpha=-1)
+        return scale, shift.to(dtype)
+
+    def _mix_folded(self, f: Tensor, uv: Tensor, scale: Tensor) -> Tensor:
+        """f + diag(scale) [Re W, Im W] [u; v] per frame: f (N, C, L), uv (N, 2, C, L), the
+        result (N, C, L) in f's dtype.
+
+        The complex weight (C, C, 2) has columns (channel, real/imag) and uv rows
+        (real/imag, channel): one is copied into the other's order, the smaller. Where the
+        weight is copied (early stages: few channels, many locations) the scale is folded
+        into that copy, in float32, in the same pass, and the GEMM adds the residual; where
+        the features are (late stages, C x 2C weights of up to 32 MiB against a few
+        locations), the weight is used as stored and the scale applied to the output.
+        """
+        n, c, length = f.shape
+        complex_weight = self.mixing.complex_weight
+        if exporting_graph() or c <= n * length:  # exported: the same order whatever the batch size
+            permuted = complex_weight.to(scale.dtype).permute(0, 2, 1)  # (C, real/imag, C), a view
+            recording = torch.is_grad_enabled() and (permuted.requires_grad or scale.requires_grad)  # Grad-CAM
+            if recording or torch.compiler.is_compiling() or torch.jit.is_tracing():  # without ``out=`` there
+                weight = (permuted * scale.view(c, 1, 1)).to(f.dtype).reshape(c, 2 * c)
+            else:  # one pass
+                weight = torch.mul(permuted, scale.view(c, 1, 1), out=f.new_empty(c, 2, c)).view(c, 2 * c)
+            return torch.baddbmm(f, weight.expand(n, c, 2 * c), uv.view(n, 2 * c, length))
+        weight = complex_weight.to(f.dtype).reshape(c, 2 * c)
+        mixed = torch.bmm(weight.expand(n, c, 2 * c), uv.transpose(1, 2).reshape(n, 2 * c, length))
+        return torch.addcmul(f, mixed, scale.to(f.dtype).view(1, c, 1))
 
     def _normalise(self, z: Tensor, scale: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
         """The norm (no affine of its own) times a per-channel scale, over (N, C, L). In
