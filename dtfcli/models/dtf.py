@@ -442,7 +442,11 @@ class DTFBlock(nn.Module):
         exact = _statistics_dtype(dtype)
         ones_response = frames_major_transforms(self.num_frames, exact, device)[3]
         scale = self.alpha.to(exact) * torch.rsqrt(norm.running_var.to(exact) + norm.eps)
-        shift = torch.addr(self.bias.to(exact), ones_response, scale * norm.running_mean.to(exact), alpha=-1)
+        mean_term = scale * norm.running_mean.to(exact)
+        if exporting_graph():  # the TorchScript-based ONNX exporter has no addr
+            shift = self.bias.to(exact) - ones_response[:, None] * mean_term
+        else:
+            shift = torch.addr(self.bias.to(exact), ones_response, mean_term, alpha=-1)
         return scale, shift.to(dtype)
 
     def _mix_folded(self, f: Tensor, uv: Tensor, scale: Tensor) -> Tensor:
