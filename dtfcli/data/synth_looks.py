@@ -72,7 +72,7 @@ def dead_leaves(rng, h: int, w: int, count: int | None = None) -> np.ndarray:
     aspect = rng.uniform(0.4, 1.0, count)
     picks = rng.integers(0, len(cols), count)
     jitter = rng.normal(0, 0.08, (count, 3))
-    for r, x, y, kind, a, pick, jit in zip(radii, cx, cy, kinds, aspect, picks, jitter):
+    for r, x, y, kind, a, pick, jit in zip(radii, cx, cy, kinds, aspect, picks, jitter, strict=False):
         y0, y1 = max(0, int(y - r)), min(h, int(y + r) + 1)
         x0, x1 = max(0, int(x - r)), min(w, int(x + r) + 1)
         if y0 >= y1 or x0 >= x1:
