@@ -402,7 +402,8 @@ def _motion_blurred(canvas: torch.Tensor, sprite: torch.Tensor, track: Track, sh
     """The sprite's image averaged over an exposure of ``shutter`` frame intervals."""
     fields = [track.x, track.y, track.side, track.angle, track.alpha]
     speed = [np.gradient(f) if len(f) > 1 else np.zeros_like(f) for f in fields]
-    drawn = [_composite_where_drawn(canvas, sprite, Track(*(f + v * shutter * k for f, v in zip(fields, speed, strict=False))))
+    drawn = [_composite_where_drawn(canvas, sprite,
+                                    Track(*(f + v * shutter * k for f, v in zip(fields, speed, strict=True))))
              for k in (-0.5, 0.0, 0.5)]
     return sum(drawn) / len(drawn)
 
