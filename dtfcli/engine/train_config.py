@@ -60,6 +60,8 @@ KEYS: dict[str, Key] = {
     "pretrained": _k("str", "imagenet", "'imagenet' (torchvision's 2D weights inflated), 'imagenet:FILE' (a 2D "
                                         "state dict on disk, inflated), 'none' (from scratch), or video weights to "
                                         "fine-tune (folder, file, hf://org/repo)"),
+    "early_stride": _k("int", AUTO, "a ResNet's stem: temporal kernel and stride (auto: the model's, 4; 1 keeps "
+                                    "every frame)", auto=True, minimum=1),
     "dataset": _k("choice", "kinetics400", "dataset layout",
                   choices=("kinetics400", "ssv2", "ssv1", "ucf101", "hmdb51", "list", "folder")),
     "root": _k("path", "", "dataset folder (or list file)"),
@@ -252,6 +254,16 @@ class Resolved:
         return self.values[name]
 
 
+def model_early_stride(spec) -> int | None:
+    """The temporal stride of a registry entry's ResNet stem, or None where it has none."""
+    import inspect
+
+    param = inspect.signature(spec.builder).parameters.get("early_stride")
+    if param is None:
+        return None
+    return int(spec.arch.get("early_stride", param.default))
+
+
 def resolve_config(config: dict[str, Any], *, world_size: int = 1, cuda: bool = False) -> Resolved:
     """Fill in the "auto" values from the model, the dataset and the machine."""
     from dtfcli.models import get_model_spec
@@ -264,6 +276,11 @@ def resolve_config(config: dict[str, Any], *, world_size: int = 1, cuda: bool = 
     except KeyError as exc:
         raise ConfigKeyError(f"config key 'model': {exc.args[0]}") from None
     something = v["dataset"] in SOMETHING_SOMETHING
+    stem_stride = model_early_stride(spec)
+    if v["early_stride"] == AUTO:
+        v["early_stride"] = stem_stride or 1
+    elif stem_stride is None and v["early_stride"] != 1:
+        raise ConfigKeyError(f"config key 'early_stride': {v['model']} has no ResNet stem (leave it at auto)")
     if v["num_frames"] == AUTO:
         v["num_frames"] = spec.num_frames
     if v["sampling"] == AUTO:

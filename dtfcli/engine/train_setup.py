@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dtfcli.engine.train_config import PAPER_CROP, ConfigKeyError, Resolved
+from dtfcli.engine.train_config import PAPER_CROP, ConfigKeyError, Resolved, model_early_stride
 
 
 class TrainError(ValueError):
@@ -181,6 +181,11 @@ def build_model(cfg: Resolved, num_classes: int, *, fresh: bool) -> tuple[nn.Mod
     # The paper's 224 training crop keeps the model's own test crop (256 for the ResNets); any
     # other training crop (a CPU-sized model's) is also the crop it is tested at.
     crop = {} if v["crop_size"] == PAPER_CROP else {"crop_size": v["crop_size"]}
+    from dtfcli.models import get_model_spec
+
+    stem_stride = model_early_stride(get_model_spec(v["model"]))
+    if stem_stride is not None and v.get("early_stride", stem_stride) != stem_stride:
+        crop["early_stride"] = v["early_stride"]  # travels in the model's config ("overrides")
     imagenet = source == "imagenet" or source.startswith("imagenet:")
     if source == "none" or imagenet or fresh:
         try:
