@@ -44,7 +44,7 @@ def _root(
 
       dtf eval --dataset ssv2 --root data/ssv2 --model runs/ssv2/final
 
-      dtf train --config examples/configs/synth.toml
+      dtf train --config examples/configs/synth-plain.toml
 
       dtf models 'dtfnet_*'
 

@@ -114,19 +114,19 @@ def train_command(
 
     Examples:
 
-      dtf data synth --out data/synth -n 40 --workers 2
+      dtf data synth --out data/synth-plain --style plain -n 40 --workers 2
 
-      dtf train --config examples/configs/synth.toml root=data/synth
+      dtf train --config examples/configs/synth-plain.toml
 
       dtf train --config examples/configs/ssv2.toml root=/data/ssv2 batch_size=16 accumulate=2
 
-      dtf train --config examples/configs/synth.toml --set lr=0.01 --set epochs=3
+      dtf train --config examples/configs/synth-plain.toml --set lr=0.01 --set epochs=3
 
-      dtf train --resume runs/dtfnet_tiny-synth
+      dtf train --resume runs/dtfnet_tiny-synth-plain
 
       torchrun --nproc_per_node 8 -m dtfcli train --config examples/configs/kinetics400.toml root=/data/k400
 
-      dtf predict clip.mp4 --model runs/dtfnet_tiny-synth/final
+      dtf predict clip.mp4 --model runs/dtfnet_tiny-synth-plain/final
 
     Exit codes: 0 finished; 1 error; 4 the loss became NaN or infinite (checkpoints/last stays the
     last good step); 130 stopped by Ctrl-C (SIGINT), 143 by SIGTERM, each after saving a checkpoint.
