@@ -19,7 +19,9 @@ TORCH_DEFAULT_SEED = 67280421310721  # what a fresh interpreter's torch starts f
 def run_subprocess(args: tuple[str, ...], env: dict | None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "dtfcli", *args],
-        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})},
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
 
 

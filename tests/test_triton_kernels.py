@@ -269,8 +269,12 @@ def test_kernels_compile_for_hopper(dtype):
 @interpreted
 @pytest.mark.parametrize(  # each gradient flag combination in float32; bfloat16 with both gradients
     "dtype,need",
-    [(torch.float32, (True, True)), (torch.float32, (True, False)), (torch.float32, (False, True)),
-     (torch.bfloat16, (True, True))],
+    [
+        (torch.float32, (True, True)),
+        (torch.float32, (True, False)),
+        (torch.float32, (False, True)),
+        (torch.bfloat16, (True, True)),
+    ],
     ids=["float32-both", "float32-spectrum", "float32-filter", "bfloat16-both"],
 )
 def test_modulation_kernels_are_the_complex_product_and_its_gradient(dtype, need):
