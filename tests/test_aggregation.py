@@ -9,32 +9,48 @@ from dtfcli.models import DTFBlock, frame_aggregation
 
 
 def brute_force_aggregation(x: torch.Tensor, k: int):
-    """Direct transcription of eq. 6-8: loops over batch, frames, locations, neighbours."""
+    """Direct transcription of eq. 6-8: loops over batch, frames, locations, neighbours.
+
+    Every feature vector is taken once (``unbind``) and the outputs are stacked at the end, not
+    indexed and assigned in place per location: autograd through the loops then stays linear
+    in the number of locations (a select or slice assignment per location copies the whole
+    tensor in backward)."""
     b_, c_, t_, h_, w_ = x.shape
     r = k // 2
     offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
-    y = x.clone()
-    corr = torch.zeros(b_, k * k, t_, h_, w_, dtype=x.dtype)
+    vectors = x.permute(0, 2, 3, 4, 1).reshape(-1, c_).unbind(0)  # x[b, :, t, h, w], (b, t, h, w) row-major
+    zero = torch.zeros(c_, dtype=x.dtype)
+
+    def feature(b, t, h, w):
+        return vectors[((b * t_ + t) * h_ + h) * w_ + w]
 
     def key(b, t, h, w):  # zero padding outside the frame
         if 0 <= h < h_ and 0 <= w < w_:
-            return x[b, :, t, h, w]
-        return torch.zeros(c_, dtype=x.dtype)
+            return feature(b, t, h, w)
+        return zero
 
+    y, corr = {}, {}
     for b in range(b_):
         for h in range(h_):
             for w in range(w_):
                 # frame 0 against itself (released code's convention for F_cor[0])
-                for j, (dy, dx) in enumerate(offsets):
-                    corr[b, j, 0, h, w] = torch.dot(x[b, :, 0, h, w], key(b, 0, h + dy, w + dx)) / c_
+                corr[b, 0, h, w] = torch.stack(
+                    [torch.dot(feature(b, 0, h, w), key(b, 0, h + dy, w + dx)) / c_ for dy, dx in offsets]
+                )
                 for t in range(t_ - 1):
-                    query = x[b, :, t, h, w]
+                    query = feature(b, t, h, w)
                     keys = [key(b, t + 1, h + dy, w + dx) for dy, dx in offsets]
                     scores = torch.stack([torch.dot(query, kk) / c_ for kk in keys])
-                    corr[b, :, t + 1, h, w] = scores
+                    corr[b, t + 1, h, w] = scores
                     weights = torch.softmax(scores, dim=0)
-                    y[b, :, t, h, w] = query + sum(wj * kk for wj, kk in zip(weights, keys, strict=True))
-    return y, corr
+                    y[b, t, h, w] = query + sum(wj * kk for wj, kk in zip(weights, keys, strict=True))
+                y[b, t_ - 1, h, w] = feature(b, t_ - 1, h, w)  # the last frame has no next one: unchanged
+
+    def assemble(values):  # {(b, t, h, w): (n,)} -> (B, n, T, H, W)
+        grid = [values[b, t, h, w] for b in range(b_) for t in range(t_) for h in range(h_) for w in range(w_)]
+        return torch.stack(grid).reshape(b_, t_, h_, w_, -1).permute(0, 4, 1, 2, 3)
+
+    return assemble(y), assemble(corr)
 
 
 @pytest.mark.parametrize("frames", [1, 2, 3, 5])

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
+from _cli import dtf
 
 from dtfcli.engine import benchmark as bench
 
@@ -15,29 +15,7 @@ from dtfcli.engine import benchmark as bench
 @pytest.fixture(scope="module")
 def quick_report():
     """One real `dtf benchmark --quick --json` run, shared by the structure tests."""
-    import os
-    import subprocess
-
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dtfcli",
-            "benchmark",
-            "--quick",
-            "--json",
-            "--suite",
-            "flops,inference,train",
-            "--device",
-            "cpu",
-            "--iters",
-            "2",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = dtf("benchmark", "--quick", "--json", "--suite", "flops,inference,train", "--device", "cpu", "--iters", "2")
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _cli import dtf
 
 from dtfcli.engine.export import export_model
 from dtfcli.engine.inference import load_inference_model, read_views
@@ -136,11 +137,7 @@ def _top5(run_cli, clip: Path, model: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def pytorch_top5(tiny, clip) -> list[dict]:
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "dtfcli", "predict", str(clip), "--model", str(tiny), "--json",
-                           "-j", "0"], capture_output=True, text=True, check=True)
+    proc = dtf("predict", str(clip), "--model", str(tiny), "--json", "-j", "0", check=True)
     return json.loads(proc.stdout)["videos"][0]["topk"]
 
 

@@ -77,7 +77,9 @@ def test_kernel_keeps_padding_out_of_non_finite_neighbours():
         ((1, 3, 1, 4, 4), 3),
         ((1, 4, 3, 6, 3), 5),
         ((1, 5, 3, 2, 9), 1),
-        ((1, 8, 3, 33, 40), 3),
+        # bands of 256 // W = 6 rows: 6, 6 and 3 (a middle band, a partial last one); the
+        # brute force's autograd costs seconds per hundred locations, so not the 33 rows above
+        ((1, 8, 3, 15, 40), 3),
         ((1, 4, 2, 3, 9), 3),  # one-row bands
     ],
 )

@@ -84,12 +84,24 @@ def test_forward_kernel_equals_brute_force(shape, k, aggregate):
         assert y is None and weights is None
 
 
+# Every flag combination of the backward kernels (aggregate or not; gradients of y, of the
+# correlation or both) on the shape with two programs per frame and a partial channel block;
+# the other shapes (a batch of 2, one frame, k = 5) with both modes and both gradients. The
+# interpreter is slow: the full cross product ran each flag combination on every shape again.
+_FLAG_COMBINATIONS = [(a, gy, gc) for a in (True, False) for gy, gc in ((True, True), (True, False), (False, True))]
+_BACKWARD_CASES = [((1, 11, 3, 9, 10), 3, *flags) for flags in _FLAG_COMBINATIONS] + [
+    (shape, k, aggregate, True, True)
+    for shape, k in (((2, 6, 4, 5, 6), 3), ((1, 3, 1, 4, 4), 3), ((1, 4, 3, 6, 3), 5))
+    for aggregate in (True, False)
+]
+
+
 @interpreted
 @pytest.mark.parametrize(
-    "shape,k", [((2, 6, 4, 5, 6), 3), ((1, 3, 1, 4, 4), 3), ((1, 4, 3, 6, 3), 5), ((1, 11, 3, 9, 10), 3)]
+    "shape,k,aggregate,with_grad_y,with_grad_corr",
+    _BACKWARD_CASES,
+    ids=["x".join(map(str, c[0])) + f"-k{c[1]}-" + "-".join(map(str, c[2:])) for c in _BACKWARD_CASES],
 )
-@pytest.mark.parametrize("aggregate", [True, False])
-@pytest.mark.parametrize("with_grad_y,with_grad_corr", [(True, True), (True, False), (False, True)])
 def test_backward_kernels_equal_autograd_through_brute_force(shape, k, aggregate, with_grad_y, with_grad_corr):
     x = torch.randn(shape)
     grad_y = torch.randn(shape) if with_grad_y else None
@@ -255,8 +267,16 @@ def test_kernels_compile_for_hopper(dtype):
 
 
 @interpreted
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("need", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize(  # each gradient flag combination in float32; bfloat16 with both gradients
+    "dtype,need",
+    [
+        (torch.float32, (True, True)),
+        (torch.float32, (True, False)),
+        (torch.float32, (False, True)),
+        (torch.bfloat16, (True, True)),
+    ],
+    ids=["float32-both", "float32-spectrum", "float32-filter", "bfloat16-both"],
+)
 def test_modulation_kernels_are_the_complex_product_and_its_gradient(dtype, need):
     b, m, cg, g, length = 2, 3, 4, 5, 300  # 300 locations: two blocks, the second partial
     spectrum = torch.randn(b, m, 2, cg, g, length)
