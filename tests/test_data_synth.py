@@ -261,8 +261,10 @@ def test_varied_classes_move_as_named_on_screen(key):
         elif c == 9:
             assert area[-1] < 0.1 * area.max() and area[0] > 0.5 * area.max(), c
         elif c == 10:
+            # Out and back: the end is nearer the start than the far point by half at least
+            # (the camera shake alone moves the picture by up to 6% of the short side).
             travel = np.hypot(cx - cx[0], cy - cy[0])
-            assert travel.max() > 0.1 * short and travel[-1] < 0.05 * short, c
+            assert travel.max() > 0.1 * short and travel[-1] < 0.5 * travel.max(), c
 
 
 def _turn_seen(mask: np.ndarray, cx: np.ndarray, cy: np.ndarray, a: int, b: int) -> float:
@@ -299,7 +301,11 @@ def test_the_returned_track_is_where_the_object_is_drawn():
     for c in (0, 3, 10):
         video, cx, cy, area, _ = _footprint(c, [6, c])
         full = area > 0.8 * area.max()
-        err = np.hypot(cx - video.track.x, cy - video.track.y)[full]
+        # The centroid of an irregular shape (a blob, a star) is not its canvas centre: allow
+        # one constant offset, the same in every frame, and judge the path.
+        dx, dy = (cx - video.track.x)[full], (cy - video.track.y)[full]
+        err = np.hypot(dx - np.median(dx), dy - np.median(dy))
+        assert np.hypot(np.median(dx), np.median(dy)) < 0.1 * min(video.frames.shape[1:3]), (c, dx, dy)
         assert np.median(err) < 0.05 * min(video.frames.shape[1:3]), (c, err)
 
 

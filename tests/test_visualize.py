@@ -119,9 +119,11 @@ def test_gradcam_weights_are_the_gradients_averaged_over_the_map(name):
     clip = _moving_clip()
     _randomise_dtf(model, calibrate=clip)
     model.eval()
-    top = gradcam(model, clip, labels=LABELS)  # default: the top prediction
+    last = "layer4" if name.startswith("dtfnet") else None  # the default for a 64 crop is layer3
+    top = gradcam(model, clip, labels=LABELS, layer=last)  # default: the top prediction
     for k in {top.class_index, (top.class_index + 1) % 3}:
-        result = top if k == top.class_index else gradcam(model, clip, class_index=LABELS[k], labels=LABELS)
+        result = top if k == top.class_index else gradcam(model, clip, class_index=LABELS[k], labels=LABELS,
+                                                          layer=last)
         features = model.forward_features(clip)
         features.retain_grad()
         logits = model.forward_head(features)
@@ -183,6 +185,18 @@ def test_gradcam_peaks_on_the_object_that_carries_the_class_evidence():
     assert hits >= FRAMES - 1, f"the peak is on the object in {hits} of {FRAMES} frames"
     # the evidence away from the object is nothing
     assert float(result.upsampled[:, :OBJECT_TOP - 8].max()) < 0.05
+
+
+def test_the_default_layer_is_the_last_stage_with_a_map_that_can_locate():
+    from dtfcli.engine.visualize import default_layer
+
+    meta = torch.device("meta")
+    with meta:
+        assert default_layer(create_model("dtfnet_r50", num_classes=3)) == "layer4"  # 256 crop: 8 x 8
+        assert default_layer(create_model("dtfnet_tiny", num_classes=3, crop_size=128)) == "layer4"  # 4 x 4
+        assert default_layer(create_model("dtfnet_tiny", num_classes=3, crop_size=64)) == "layer3"
+        assert default_layer(create_model("dtfnet_tiny", num_classes=3, crop_size=32)) == "layer2"
+        assert default_layer(create_model("dtf_swin_tiny", num_classes=3)) == "norm"
 
 
 def test_default_model_gradcam_finds_the_moving_object(moving_video):
@@ -306,7 +320,9 @@ def test_cli_writes_the_pictures_and_the_numbers(run_cli, model_dir, moving_vide
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["gradcam"]["class"]["name"] == "up" and doc["filters"]["class"]["index"] == 1
-    assert doc["gradcam"]["layer"] == "layer4" and doc["filters"]["block"] == "layer4.0.temporal2"
+    # 64-pixel crops leave layer4 a 2 x 2 map: Grad-CAM goes to layer3 (4 x 4); the filters
+    # stay with the last DTF block.
+    assert doc["gradcam"]["layer"] == "layer3" and doc["filters"]["block"] == "layer4.0.temporal2"
     t_feat = doc["filters"]["frames_inside"]
     assert len(doc["frame_indices"]) == FRAMES
     for loc in doc["filters"]["locations"]:

@@ -76,12 +76,25 @@ def load_clip(path: str, *, model: str | InferenceModel | None = None, device: s
 
 
 # -- layers and their activations ---------------------------------------------------------------
+# ResNet stages and their strides: a map of crop / stride cells a side.
+_RESNET_STAGES = (("layer4", 32), ("layer3", 16), ("layer2", 8), ("layer1", 4))
+MIN_MAP_SIDE = 4  # a coarser map cannot say where in the frame the evidence is
+
+
 def default_layer(model: nn.Module) -> str:
-    """The last stage: ``layer4`` (DTF-Net) or ``norm``, the LayerNorm after it (DTF-Transformer)."""
+    """The last stage: ``layer4`` (DTF-Net) or ``norm``, the LayerNorm after it
+    (DTF-Transformer).  For a ResNet whose crop leaves the last stage a map of fewer than
+    ``MIN_MAP_SIDE`` cells a side (the tiny models at 64 pixels: 2 x 2), the deepest stage
+    with a finer map."""
     names = dict(model.named_modules())
-    for name in ("layer4", "norm"):
-        if name in names:
-            return name
+    if "layer4" in names:
+        crop = int(getattr(model, "config", {}).get("crop_size") or 0)
+        for name, stride in _RESNET_STAGES:
+            if name in names and (not crop or crop // stride >= MIN_MAP_SIDE):
+                return name
+        return "layer1"
+    if "norm" in names:
+        return "norm"
     raise ValueError("this model has no layer4 or norm stage; name a layer with --layer")
 
 
