@@ -24,7 +24,8 @@ def visualize_command(
              "(default: the embedded model)."),
     class_: str = typer.Option(None, "--class", help="Class name or index to explain (default: the top prediction)."),
     layer: str = typer.Option(None, "--layer",
-                              help="Module to take Grad-CAM at, e.g. layer3 or features.5 (default: the last stage, or the deepest with a map of 4x4 or more)."),
+                              help="Module to take Grad-CAM at, e.g. layer3 or features.5 (default: the last "
+                                   "stage, or the deepest with a map of 4x4 or more)."),
     block: str = typer.Option(None, "--block",
                               help="DTF block for --filters, e.g. layer4.0.temporal2 (default: the last one)."),
     group: int = typer.Option(None, "--group", min=0,
