@@ -181,3 +181,18 @@ def test_every_key_is_documented():
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text()
     assert [k for k in KEYS if f"| `{k}` |" not in docs] == []
+
+
+def test_early_stride_sets_the_resnet_stem_and_travels_with_the_weights():
+    """early_stride=1: every frame goes through the network alone (the frame-wise C2D control
+    of the default model's card); the value is kept in the model's config."""
+    from dtfcli.engine.train_setup import build_model
+
+    auto = resolve_config(build_config(None, ["root=x", "model=c2d_tiny"]))
+    assert auto.values["early_stride"] == 4
+    resolved = resolve_config(build_config(None, ["root=x", "model=c2d_tiny", "early_stride=1", "num_frames=8"]))
+    model, _ = build_model(resolved, num_classes=3, fresh=True)
+    assert model.frames_inside == 8 and model.config["overrides"]["early_stride"] == 1
+    swin = resolve_config(build_config(None, ["root=x", "model=dtf_swin_tiny", "early_stride=2", "num_frames=8"]))
+    model, _ = build_model(swin, num_classes=3, fresh=True)
+    assert model.frames_inside == 4  # the patch embedding's temporal stride

@@ -60,8 +60,8 @@ KEYS: dict[str, Key] = {
     "pretrained": _k("str", "imagenet", "'imagenet' (torchvision's 2D weights inflated), 'imagenet:FILE' (a 2D "
                                         "state dict on disk, inflated), 'none' (from scratch), or video weights to "
                                         "fine-tune (folder, file, hf://org/repo)"),
-    "early_stride": _k("int", AUTO, "a ResNet's stem: temporal kernel and stride (auto: the model's, 4; 1 keeps "
-                                    "every frame)", auto=True, minimum=1),
+    "early_stride": _k("int", AUTO, "temporal kernel and stride of the stem (ResNet) or patch embedding (Swin) "
+                                    "(auto: the model's, 4; 1 keeps every frame)", auto=True, minimum=1),
     "dataset": _k("choice", "kinetics400", "dataset layout",
                   choices=("kinetics400", "ssv2", "ssv1", "ucf101", "hmdb51", "list", "folder")),
     "root": _k("path", "", "dataset folder (or list file)"),
@@ -255,7 +255,7 @@ class Resolved:
 
 
 def model_early_stride(spec) -> int | None:
-    """The temporal stride of a registry entry's ResNet stem, or None where it has none."""
+    """The temporal stride of a registry entry's stem (ResNet) or patch embedding (Swin), or None."""
     import inspect
 
     param = inspect.signature(spec.builder).parameters.get("early_stride")
@@ -280,7 +280,7 @@ def resolve_config(config: dict[str, Any], *, world_size: int = 1, cuda: bool = 
     if v["early_stride"] == AUTO:
         v["early_stride"] = stem_stride or 1
     elif stem_stride is None and v["early_stride"] != 1:
-        raise ConfigKeyError(f"config key 'early_stride': {v['model']} has no ResNet stem (leave it at auto)")
+        raise ConfigKeyError(f"config key 'early_stride': {v['model']} has no temporal stem (leave it at auto)")
     if v["num_frames"] == AUTO:
         v["num_frames"] = spec.num_frames
     if v["sampling"] == AUTO:
