@@ -21,7 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 CONTROL = "c2d_tiny_synth12_control"
 FRESH_SEED = 2026  # the training data used seed 11 (weights/dtfnet_tiny_synth12.md)
 PER_CLASS = 8
-REVERSAL_PAIRS = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +62,3 @@ def test_default_model_is_accurate_on_fresh_clips_and_the_control_is_not(reports
     assert reports[DEFAULT_MODEL].counts["evaluated"] == 12 * PER_CLASS
     assert dtf >= 70.0, f"default model: top-1 {dtf:.1f}% on fresh clips"
     assert c2d <= dtf - 25.0, f"C2D control {c2d:.1f}% vs DTF {dtf:.1f}%"
-
-
-def test_the_control_confuses_time_reversed_pairs(reports):
-    """Where the C2D control goes wrong is where only temporal order tells: it mistakes a
-    class for its time reversal; the DTF model does not."""
-    def pair_errors(report) -> int:
-        pairs = {frozenset(SYNTH_CLASSES[i] for i in p) for p in REVERSAL_PAIRS}
-        return sum(row["count"] for row in report.top_confusions
-                   if frozenset((row["true"], row["predicted"])) in pairs)
-
-    assert pair_errors(reports[CONTROL]) >= 3 * max(1, pair_errors(reports[DEFAULT_MODEL]))
