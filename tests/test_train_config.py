@@ -57,7 +57,7 @@ def test_preset_file_errors_name_the_file(tmp_path):
         read_config_file(bad)
 
 
-@pytest.mark.parametrize("preset", ["synth-plain.toml", "synth.toml", "synth-96.toml", "kinetics400.toml", "ssv2.toml"])
+@pytest.mark.parametrize("preset", ["synth-plain.toml", "synth.toml", "kinetics400.toml", "ssv2.toml"])
 def test_presets_load_and_a_saved_config_reads_back_the_same(preset, tmp_path):
     values = build_config(CONFIGS / preset, ["epochs=3"])
     assert values["epochs"] == 3
