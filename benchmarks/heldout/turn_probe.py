@@ -81,6 +81,8 @@ def main() -> None:
     ap.add_argument("--stem-width", type=int, default=16)
     ap.add_argument("--widths", default="16,32,64,128")
     ap.add_argument("--early-stride", type=int, default=4)
+    ap.add_argument("--temporal", choices=("dtf", "tsm", "none"), default="dtf",
+                    help="the blocks' temporal module: DTF, TSM's shift, or none (C2D)")
     args = ap.parse_args()
     classes = TASKS[args.task]
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +93,7 @@ def main() -> None:
         (xt, yt), (xv, yv) = load_split(root, "train", classes), load_split(root, "validation", classes)
     torch.manual_seed(0)
     model = DTFNet(block="basic", layers=(1, 1, 1, 1), widths=tuple(int(w) for w in args.widths.split(",")),
-                   stem_width=args.stem_width, filter_groups=4, early_stride=args.early_stride,
+                   stem_width=args.stem_width, filter_groups=4, early_stride=args.early_stride, temporal=args.temporal,
                    num_classes=len(classes), num_frames=FRAMES, dropout=0.0)
     batch = 16
     steps = args.epochs * (len(xt) // batch)
