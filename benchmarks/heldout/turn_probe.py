@@ -30,13 +30,15 @@ import torch.nn.functional as F
 
 from dtfcli.data.sampling import sample_segments
 from dtfcli.data.synth import SYNTH_CLASSES, VIDEO_DIR, synthesize_dataset
+from dtfcli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dtfcli.data.video import open_video
+from dtfcli.models.registry import TINY_RESNET
 from dtfcli.models.resnet import DTFNet
 
 TASKS = {"turns": (6, 7, 11), "leftright": (0, 1, 11)}
 SIDE, CROP, STORED, FRAMES = 80, 64, 32, 16
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1, 1) * 255
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1, 1) * 255
+MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1) * 255
+STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1) * 255
 
 
 def load_split(root: Path, split: str, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,8 +94,8 @@ def main() -> None:
                                min_side=64, max_side=112, style="plain", workers=2)
         (xt, yt), (xv, yv) = load_split(root, "train", classes), load_split(root, "validation", classes)
     torch.manual_seed(0)
-    model = DTFNet(block="basic", layers=(1, 1, 1, 1), widths=tuple(int(w) for w in args.widths.split(",")),
-                   stem_width=args.stem_width, filter_groups=4, early_stride=args.early_stride, temporal=args.temporal,
+    arch = {**TINY_RESNET, "widths": tuple(int(w) for w in args.widths.split(",")), "stem_width": args.stem_width}
+    model = DTFNet(**arch, early_stride=args.early_stride, temporal=args.temporal,
                    num_classes=len(classes), num_frames=FRAMES, dropout=0.0)
     batch = 16
     steps = args.epochs * (len(xt) // batch)
