@@ -53,6 +53,14 @@ def test_help_has_examples_and_speaks_to_users(command):
     assert re.search(rf"^\s*dtf {command}\b", result.output, re.MULTILINE)
 
 
+@pytest.mark.parametrize("command", ["predict", "eval", "export", "visualize"])
+def test_the_model_option_shows_its_revision_syntax(command):
+    """Rich reads "[...]" in a help text as markup: an unescaped "[@rev]" vanished from the help."""
+    result = CliRunner().invoke(app, [command, "--help"], prog_name="dtf", env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "hf://org/repo[@rev]" in result.output
+
+
 @pytest.mark.parametrize("typo, command", [("modles", "models"), ("benchmrk", "benchmark")])
 def test_a_mistyped_command_gets_a_suggestion(typo, command):
     result = CliRunner().invoke(app, [typo], prog_name="dtf")

@@ -23,6 +23,30 @@ EXIT_SKIPPED = 3  # the command finished, but some inputs were skipped
 # wraps it on screen), so that a log or a pipe gets the whole message on the line it starts.
 
 
+# The options `dtf predict` and `dtf eval` share: the same flag, default and help in both.
+MODEL_OPTION = typer.Option(
+    None, "--model", "-m",
+    help="A folder saved by dtf train, a .safetensors file, hf://org/repo\\[@rev], a manifest or model name "
+         "(default: the embedded model).")
+CLIPS_OPTION = typer.Option(None, "--clips", min=1, help="Clips per video (default: the model's, e.g. 10).")
+CROPS_OPTION = typer.Option(None, "--crops", help="Crops per clip: 1 or 3 (default: the model's).")
+FAST_OPTION = typer.Option(False, "--fast", help="One centre clip, one centre crop per video.")
+FUSION_OPTION = typer.Option("prob", "--fusion", help="prob: mean of the views' softmax; logit: mean logit.")
+VIEW_BATCH_OPTION = typer.Option(None, "--view-batch", min=1, help="Views per forward pass (default by device).")
+WORKERS_OPTION = typer.Option(2, "--workers", "-j", min=0, help="Decoding processes (0: decode in this one).")
+DEVICE_OPTION = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
+AMP_OPTION = typer.Option(False, "--amp", help="Half-precision autocast (bfloat16, or float16 where needed).")
+BACKEND_OPTION = typer.Option("auto", "--backend", help="Video decoder: auto, pyav or decord.")
+
+
+def check_views(crops: int | None, fusion: str) -> None:
+    """The checks of the shared view options that Typer cannot express."""
+    if crops is not None and crops not in (1, 3):
+        raise typer.BadParameter("1 or 3", param_hint="--crops")
+    if fusion not in ("prob", "logit"):
+        raise typer.BadParameter("prob or logit", param_hint="--fusion")
+
+
 class DTFError(Exception):
     """An error meant for the user: printed as one line, without a traceback."""
 

@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from dtfcli.cli import _common as shared
 from dtfcli.cli._common import EXIT_SKIPPED, console, err_console
 
 EXIT_INTERRUPTED = 130
@@ -89,20 +90,17 @@ def eval_command(
     root: Path = typer.Option(..., "--root", help="The dataset's folder (for list: the list file or its folder)."),
     split: str = typer.Option("val", "--split", help="Split to evaluate (val, test, train)."),
     fold: int = typer.Option(1, "--fold", min=1, max=3, help="UCF101/HMDB51 split number."),
-    model: str = typer.Option(
-        None, "--model", "-m",
-        help="Model: folder, .safetensors, hf://org/repo(@revision) or a name from `dtf models` "
-             "(default: the embedded one)."),
+    model: str = shared.MODEL_OPTION,
     out: Path = typer.Option(None, "--out", "-o", help="Report folder (default runs/eval/<dataset>-<split>)."),
-    clips: int = typer.Option(None, "--clips", min=1, help="Clips per video (default: the model's protocol)."),
-    crops: int = typer.Option(None, "--crops", help="Crops per clip: 1 or 3 (default: the model's protocol)."),
-    fast: bool = typer.Option(False, "--fast", help="One centre clip, one centre crop per video."),
-    fusion: str = typer.Option("prob", "--fusion", help="prob (mean of softmax) or logit (softmax of mean logit)."),
-    view_batch: int = typer.Option(None, "--view-batch", min=1, help="Views per forward pass (memory)."),
-    workers: int = typer.Option(2, "--workers", "-j", min=0, help="Decoding processes."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    amp: bool = typer.Option(False, "--amp", help="Mixed precision (bfloat16/float16 autocast)."),
-    backend: str = typer.Option("auto", "--backend", help="Video decoder: auto, pyav or decord."),
+    clips: int = shared.CLIPS_OPTION,
+    crops: int = shared.CROPS_OPTION,
+    fast: bool = shared.FAST_OPTION,
+    fusion: str = shared.FUSION_OPTION,
+    view_batch: int = shared.VIEW_BATCH_OPTION,
+    workers: int = shared.WORKERS_OPTION,
+    device: str = shared.DEVICE_OPTION,
+    amp: bool = shared.AMP_OPTION,
+    backend: str = shared.BACKEND_OPTION,
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N videos (a quick check)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable or missing video (exit 1)."),
     restart: bool = typer.Option(False, "--restart", help="Discard an earlier run in --out instead of resuming it."),
@@ -132,10 +130,7 @@ def eval_command(
 
     if dataset not in DATASETS:
         raise typer.BadParameter(f"{dataset!r}: choose from {', '.join(DATASETS)}", param_hint="--dataset")
-    if crops is not None and crops not in (1, 3):
-        raise typer.BadParameter("1 or 3", param_hint="--crops")
-    if fusion not in ("prob", "logit"):
-        raise typer.BadParameter("prob or logit", param_hint="--fusion")
+    shared.check_views(crops, fusion)
     out = out or default_out_dir(dataset, split, fold)
     main = env_rank() == 0
     if not main:  # under torchrun, rank 0 speaks for all processes

@@ -18,7 +18,7 @@ EXIT_MISMATCH = 4
 
 def export_command(
     model: str = typer.Argument(
-        ..., help="A folder saved by dtf train, a .safetensors file, hf://org/repo[@rev], a manifest or model name.",
+        ..., help="A folder saved by dtf train, a .safetensors file, hf://org/repo\\[@rev], a manifest or model name.",
         show_default=False),
     fmt: str = typer.Option(..., "--format", "-f", help="hub, onnx or pt2.", show_default=False),
     out: Path = typer.Option(None, "--out", "-o", help="Folder to write (default: <model name>-<format>)."),

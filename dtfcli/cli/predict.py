@@ -13,27 +13,25 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from dtfcli.cli import _common as shared
 from dtfcli.cli._common import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, DTFError, console, err_console
 
 
 def predict_command(
     paths: list[str] = typer.Argument(
         ..., help="Video files, folders, glob patterns or @list.txt (one path per line).", show_default=False),
-    model: str = typer.Option(
-        None, "--model", "-m",
-        help="A folder saved by dtf train, a .safetensors file, hf://org/repo[@rev], a manifest or model name "
-             "(default: the embedded model)."),
+    model: str = shared.MODEL_OPTION,
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search folders' sub-folders too."),
-    clips: int = typer.Option(None, "--clips", min=1, help="Clips per video (default: the model's, e.g. 10)."),
-    crops: int = typer.Option(None, "--crops", help="Crops per clip: 1 or 3 (default: the model's)."),
-    fast: bool = typer.Option(False, "--fast", help="One centre clip, one centre crop."),
-    fusion: str = typer.Option("prob", "--fusion", help="prob: mean of the views' softmax; logit: mean logit."),
+    clips: int = shared.CLIPS_OPTION,
+    crops: int = shared.CROPS_OPTION,
+    fast: bool = shared.FAST_OPTION,
+    fusion: str = shared.FUSION_OPTION,
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Classes to show per video."),
-    view_batch: int = typer.Option(None, "--view-batch", min=1, help="Views per forward pass (default by device)."),
-    workers: int = typer.Option(2, "--workers", "-j", min=0, help="Decoding processes (0: decode in this one)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    amp: bool = typer.Option(False, "--amp", help="Half-precision autocast (bfloat16, or float16 where needed)."),
-    backend: str = typer.Option("auto", "--backend", help="Video decoder: auto, pyav or decord."),
+    view_batch: int = shared.VIEW_BATCH_OPTION,
+    workers: int = shared.WORKERS_OPTION,
+    device: str = shared.DEVICE_OPTION,
+    amp: bool = shared.AMP_OPTION,
+    backend: str = shared.BACKEND_OPTION,
     window: float = typer.Option(None, "--window", min=0.01, help="Seconds: one prediction per window of a video."),
     stride: float = typer.Option(None, "--stride", min=0.01, help="Seconds between windows (default: the window)."),
     as_json: bool = typer.Option(False, "--json", help="Write one JSON document for the run."),
@@ -60,13 +58,9 @@ def predict_command(
 
       dtf predict @todo.txt --model hf://org/dtf-ssv2@v1.0 --device cuda --amp
     """
-    from dtfcli.engine.inference import FUSIONS
     from dtfcli.engine.predict import predict, prediction_rows
 
-    if fusion not in FUSIONS:
-        raise DTFError(f"--fusion {fusion!r}: choose prob or logit")
-    if crops is not None and crops not in (1, 3):
-        raise DTFError("--crops must be 1 or 3")
+    shared.check_views(crops, fusion)
     if stride is not None and window is None:
         raise DTFError("--stride needs --window")
     if as_json and as_csv:
@@ -151,5 +145,6 @@ def _print_table(result, k: int) -> None:
                 seg_table.add_row(f"{seg['start']:.2f}", f"{seg['end']:.2f}", seg["label"],
                                   f"{seg['mean_prob'] * 100:.1f}%")
             console.print(seg_table)
-    console.print(f"{len(result.predictions)} videos in {result.seconds:.1f} s "
+    n = len(result.predictions)
+    console.print(f"{n} video{'' if n == 1 else 's'} in {result.seconds:.1f} s "
                   f"({result.videos_per_second:.2f} videos/s)", style="dim", highlight=False)
