@@ -114,7 +114,7 @@ def eval_command(
     (CSV, JSON, PNG) to --out. Running the same command again resumes an interrupted run.
 
     Exit codes: 0 every listed video evaluated; 3 some videos were unreadable or missing (listed in
-    report.json); 1 error. Several GPUs or nodes: start it with torchrun (see docs/evaluate.md).
+    report.json); 1 error; 2 a bad command line. Several GPUs or nodes: start it with torchrun (see docs/evaluate.md).
 
     Examples:
 

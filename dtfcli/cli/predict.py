@@ -44,7 +44,8 @@ def predict_command(
     4 x 3 for DTF-Transformer), fused as the mean of the views' softmax probabilities.
     Unreadable files are skipped and listed with their reasons.
 
-    Exit codes: 0 every video classified; 3 some skipped; 1 none classified or an error.
+    Exit codes: 0 every video classified; 3 some skipped; 1 none classified or an error; 2 a bad
+    command line.
 
     Examples:
 
