@@ -166,6 +166,34 @@ def test_cli_synth_writes_a_dataset(tmp_path, run_cli):
     assert json.loads(info.stdout)["files"][0]["frames"] >= 12
 
 
+def test_cli_synth_append_adds_videos_and_keeps_the_earlier_ones(tmp_path, run_cli):
+    """--append grows a dataset (more of some classes, say): new ids after the last, the earlier
+    videos and label entries untouched; the appended videos are those a fresh run would write."""
+    out = tmp_path / "grow"
+    run_cli("data", "synth", "--out", str(out), "-n", "1", "--val-per-class", "1", "--classes", "0,1",
+            "--style", "plain", "--min-side", "32", "--max-side", "48", check=True)
+    before = {p.name: p.read_bytes() for p in (out / "20bn-something-something-v2").iterdir()}
+    train_before = json.loads((out / "labels" / "train.json").read_text())
+    added = run_cli("data", "synth", "--out", str(out), "--append", "-n", "2", "--val-per-class", "0",
+                    "--classes", "6", "--seed", "5", "--style", "plain", "--min-side", "32", "--max-side", "48",
+                    check=True)
+    assert "added 2 training and 0 validation videos" in added.stdout
+    train = json.loads((out / "labels" / "train.json").read_text())
+    assert train[:2] == train_before and [e["id"] for e in train[2:]] == ["5", "6"]  # ids 1-4 were taken
+    assert len(json.loads((out / "labels" / "validation.json").read_text())) == 2
+    assert all((out / "20bn-something-something-v2" / name).read_bytes() == data for name, data in before.items())
+    ds = build_dataset("ssv2", out, "train")
+    assert sorted(s.label for s in ds.samples) == [0, 1, 6, 6]
+    fresh = tmp_path / "fresh"
+    synthesize_dataset(fresh, videos_per_class=2, seed=5, val_videos_per_class=0, classes=[6], style="plain",
+                       min_side=32, max_side=48)
+    appended = [s.path for s in ds.samples if s.label == 6]
+    assert [open(p, "rb").read() for p in appended] == [open(s.path, "rb").read()
+                                                        for s in build_dataset("ssv2", fresh, "train").samples]
+    alone = run_cli("data", "synth", "--out", str(tmp_path / "none"), "--append", "-n", "1")
+    assert alone.returncode == 1 and "--append needs a dataset" in alone.stderr
+
+
 def test_shipped_examples_are_a_readable_ssv2_dataset():
     """examples/synth-mini (see examples/README.md) is what the quickstart and tests use."""
     from pathlib import Path

@@ -25,11 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from dtfcli.data.sampling import sample_segments
-from dtfcli.data.synth import SYNTH_CLASSES, VIDEO_DIR, synthesize_dataset
+from dtfcli.data.synth import SYNTH_CLASSES, VIDEO_DIR, render_video, synthesize_dataset
 from dtfcli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dtfcli.data.video import open_video
 from dtfcli.models.registry import TINY_RESNET
@@ -41,6 +43,17 @@ MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1) * 255
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1) * 255
 
 
+def _square(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (T, H, W, 3) video frames -> uint8 (3, STORED, SIDE, SIDE): segment-sampled frames,
+    short side resized to SIDE, centre square."""
+    x = frames[torch.as_tensor(sample_segments(len(frames), STORED, random=False))].permute(3, 0, 1, 2).float()
+    h, w = x.shape[-2:]
+    scale = SIDE / min(h, w)
+    x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", antialias=True)
+    top, left = (x.shape[-2] - SIDE) // 2, (x.shape[-1] - SIDE) // 2
+    return x[..., top:top + SIDE, left:left + SIDE].round().clamp(0, 255).to(torch.uint8)
+
+
 def load_split(root: Path, split: str, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, 3, STORED, SIDE, SIDE) centre squares and labels 0..len(classes)-1."""
     entries = json.loads((root / "labels" / f"{split}.json").read_text())
@@ -49,16 +62,49 @@ def load_split(root: Path, split: str, classes: tuple[int, ...]) -> tuple[torch.
     clips, labels = [], []
     for entry in entries:
         reader = open_video(files[entry["id"]])
-        frames = torch.as_tensor(reader.get_frames(sample_segments(reader.num_frames, STORED, random=False)))
-        x = frames.permute(3, 0, 1, 2).float()
-        h, w = x.shape[-2:]
-        scale = SIDE / min(h, w)
-        x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", antialias=True)
-        top, left = (x.shape[-2] - SIDE) // 2, (x.shape[-1] - SIDE) // 2
-        clips.append(x[..., top:top + SIDE, left:left + SIDE].round().clamp(0, 255).to(torch.uint8))
+        clips.append(_square(torch.as_tensor(reader.get_frames(list(range(reader.num_frames))))))
         template = entry["template"].replace("[something]", "something").replace("[Something]", "Something")
         labels.append(names.index(template))
     return torch.stack(clips), torch.tensor(labels)
+
+
+def render_split(per_class: int, seed: int, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """As ``load_split`` for clips rendered straight into memory (no video encoding), which
+    makes thousands of training clips quick to get."""
+    rng = np.random.default_rng(seed)
+    clips, labels = [], []
+    for _ in range(per_class):
+        for k, c in enumerate(classes):
+            video = render_video(c, rng, min_side=64, max_side=112, style="plain")
+            clips.append(_square(torch.as_tensor(video.frames)))
+            labels.append(k)
+    return torch.stack(clips), torch.tensor(labels)
+
+
+def mirrored_and_reversed(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random horizontal flips and time reversals of a batch (B, 3, T, H, W). Each of them
+    turns clockwise into counterclockwise and left to right into right to left, and leaves
+    "still" as it is, so labels 0 and 1 swap when exactly one of the two was applied."""
+    flip, reverse = torch.rand(len(y)) < 0.5, torch.rand(len(y)) < 0.5
+    x = x.clone()
+    x[flip] = x[flip].flip(-1)
+    x[reverse] = x[reverse].flip(2)
+    y = y.clone()
+    swap = (flip ^ reverse) & (y < 2)
+    y[swap] = 1 - y[swap]
+    return x, y
+
+
+class PlainC3D(nn.Sequential):
+    """A plain 3D CNN for comparison: four 3x3x3 convolutions (16-128 channels; strides 1x2x2,
+    1x2x2, 2x2x2, 2x2x2) with batch norm and ReLU, global average pool, linear classifier."""
+
+    def __init__(self, num_classes: int):
+        layers, cin = [], 3
+        for cout, stride in ((16, (1, 2, 2)), (32, (1, 2, 2)), (64, (2, 2, 2)), (128, (2, 2, 2))):
+            layers += [nn.Conv3d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(inplace=True)]
+            cin = cout
+        super().__init__(*layers, nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(cin, num_classes))
 
 
 def views(x: torch.Tensor, train: bool) -> torch.Tensor:
@@ -77,6 +123,12 @@ def main() -> None:
     ap.add_argument("--task", choices=sorted(TASKS), default="turns")
     ap.add_argument("--data", type=Path, help="reuse (or write) the clips here; default: a temporary folder")
     ap.add_argument("-n", type=int, default=300, help="training clips per class")
+    ap.add_argument("--rendered", type=int, default=0, metavar="N",
+                    help="train on N clips a class rendered into memory instead (no encoding); validate as usual")
+    ap.add_argument("--augment", action="store_true",
+                    help="random horizontal flips and time reversals, swapping the two directions' labels")
+    ap.add_argument("--net", choices=("dtfnet", "c3d"), default="dtfnet",
+                    help="the tiny DTF-Net variant, or a plain 3D CNN (PlainC3D) for comparison")
     ap.add_argument("--seed", type=int, default=31, help="data seed")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=0.02)
@@ -90,13 +142,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or Path(tmp) / args.task
         if not (root / "labels" / "train.json").exists():
-            synthesize_dataset(root, args.n, args.seed, val_videos_per_class=max(1, args.n // 10), classes=classes,
+            synthesize_dataset(root, 1 if args.rendered else args.n, args.seed,
+                               val_videos_per_class=max(1, args.n // 10), classes=classes,
                                min_side=64, max_side=112, style="plain", workers=2)
-        (xt, yt), (xv, yv) = load_split(root, "train", classes), load_split(root, "validation", classes)
+        xv, yv = load_split(root, "validation", classes)
+        # --rendered: a seed of its own, so that the rendered clips differ from the validation clips
+        xt, yt = render_split(args.rendered, args.seed + 1000, classes) if args.rendered else \
+            load_split(root, "train", classes)
     torch.manual_seed(0)
     arch = {**TINY_RESNET, "widths": tuple(int(w) for w in args.widths.split(",")), "stem_width": args.stem_width}
-    model = DTFNet(**arch, early_stride=args.early_stride, temporal=args.temporal,
-                   num_classes=len(classes), num_frames=FRAMES, dropout=0.0)
+    if args.net == "c3d":
+        model = PlainC3D(len(classes))
+    else:
+        model = DTFNet(**arch, early_stride=args.early_stride, temporal=args.temporal,
+                       num_classes=len(classes), num_frames=FRAMES, dropout=0.0)
     batch = 16
     steps = args.epochs * (len(xt) // batch)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
@@ -107,7 +166,10 @@ def main() -> None:
         order, total = torch.randperm(len(xt)), 0.0
         for b in range(len(xt) // batch):
             idx = order[b * batch:(b + 1) * batch]
-            loss = F.cross_entropy(model(views(xt[idx], True)), yt[idx])
+            x, y = views(xt[idx], True), yt[idx]
+            if args.augment:
+                x, y = mirrored_and_reversed(x, y)
+            loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()

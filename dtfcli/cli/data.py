@@ -52,6 +52,8 @@ def synth_command(
         "varied", "--style", help="varied: natural-image-like scenes, lighting, blur; plain: the simple first look."
     ),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="Encoding processes."),
+    append: bool = typer.Option(
+        False, "--append", help="Add the videos to the dataset in --out (use another --seed than its own)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Write a synthetic motion dataset (12 classes told apart only by temporal order).
@@ -61,6 +63,8 @@ def synth_command(
       dtf data synth --out data/synth -n 50 --seed 0 --workers 2
 
       dtf data synth --out /tmp/mini -n 1 --val-per-class 0 --classes 0,1
+
+      dtf data synth --out data/synth --append --classes 6,7 -n 100 --val-per-class 0 --seed 1
     """
     from dtfcli.data.synth import CODECS, STYLES, synthesize_dataset
 
@@ -74,18 +78,20 @@ def synth_command(
             raise DTFError(f"--codec {c!r}: choose from {', '.join(CODECS)}")
     if out.exists() and any(out.iterdir()) and not (out / "labels").is_dir():
         raise DTFError(f"{out}: exists and is not an earlier synth dataset; choose an empty folder")
+    if append and not (out / "labels" / "train.json").is_file():
+        raise DTFError(f"{out}: --append needs a dataset there ({out / 'labels' / 'train.json'} is missing)")
     with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("videos", total=None)
         summary = synthesize_dataset(
             out, videos_per_class, seed, val_videos_per_class=val_per_class, classes=_parse_classes(classes),
-            min_side=min_side, max_side=max_side, codecs=codecs, style=style, workers=workers,
+            min_side=min_side, max_side=max_side, codecs=codecs, style=style, workers=workers, append=append,
             progress=lambda done, total: bar.update(task, completed=done, total=total))
     if as_json:
         console.print_json(json.dumps(summary))
     else:
-        console.print(f"wrote {summary['train']} training and {summary['validation']} validation videos "
-                      f"({len(summary['classes'])} classes) to {out}  [read it with --dataset ssv2]")
+        console.print(f"{'added' if append else 'wrote'} {summary['train']} training and {summary['validation']} "
+                      f"validation videos ({len(summary['classes'])} classes) to {out}  [read it with --dataset ssv2]")
 
 
 _VERDICT_STYLE = {"ok": "green", "cut": "yellow", "damaged": "yellow", "unreadable": "red"}

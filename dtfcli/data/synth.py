@@ -534,7 +534,7 @@ def _job(args) -> tuple[str, str]:
 def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: int = 0, *,
                        val_videos_per_class: int | None = None, classes: Sequence[int] | None = None,
                        min_side: int = 64, max_side: int = 128, codecs: Sequence[str] | None = None,
-                       style: str = "varied", workers: int = 1,
+                       style: str = "varied", workers: int = 1, append: bool = False,
                        progress: Callable[[int, int], None] | None = None) -> dict:
     """Write the synthetic motion dataset in the SSv2 layout; return a summary dict.
 
@@ -544,7 +544,9 @@ def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: in
     keys to draw from (default: PLAIN_CODECS for plain, all for varied).  Deterministic for
     a given ``seed``: each video's randomness comes from (seed, split, class, number),
     whatever ``workers`` is.
-    ``progress(done, total)`` is called as videos are written.
+    ``append``: add the videos to the dataset already in ``out_dir`` (ids after its largest,
+    its label files keep their entries); with another seed than the dataset's, the new videos
+    differ from its videos.  ``progress(done, total)`` is called as videos are written.
     """
     out = Path(out_dir)
     class_ids = list(range(len(SYNTH_CLASSES))) if classes is None else [int(c) for c in classes]
@@ -562,8 +564,15 @@ def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: in
         val_videos_per_class = max(1, videos_per_class // 4)
     (out / VIDEO_DIR).mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(exist_ok=True)
+    splits: dict[str, list] = {"train": [], "validation": []}
+    if append:
+        for split in splits:
+            path = out / "labels" / f"{split}.json"
+            if path.exists():
+                splits[split] = json.loads(path.read_text())
+    used = [int(e["id"]) for entries in splits.values() for e in entries if str(e["id"]).isdigit()]
     jobs, meta = [], []
-    next_id = 1
+    next_id = max(used, default=0) + 1
     for split_no, (split, count) in enumerate((("train", videos_per_class), ("validation", val_videos_per_class))):
         order = [(c, k) for k in range(count) for c in class_ids]  # interleaved classes
         for c, k in order:
@@ -588,7 +597,7 @@ def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: in
             if progress:
                 progress(done, total)
     labels = {name: str(i) for i, name in enumerate(SYNTH_CLASSES)}
-    splits: dict[str, list] = {"train": [], "validation": []}
+    before = {split: len(entries) for split, entries in splits.items()}
     for split, vid, c in meta:
         tmpl = template(SYNTH_CLASSES[c])
         thing = placeholders[vid]
@@ -598,4 +607,5 @@ def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: in
     for split, entries in splits.items():
         (out / "labels" / f"{split}.json").write_text(json.dumps(entries, indent=1) + "\n")
     return {"out_dir": str(out), "classes": [SYNTH_CLASSES[c] for c in class_ids],
-            "train": len(splits["train"]), "validation": len(splits["validation"]), "seed": seed, "style": style}
+            "train": len(splits["train"]) - before["train"],
+            "validation": len(splits["validation"]) - before["validation"], "seed": seed, "style": style}
