@@ -5,8 +5,10 @@ and "...counterclockwise" with each other and with "Holding something still", wh
 left/right at 90-100%.  This script isolates the question on three-class tasks of the
 generator's plain style: clockwise / counterclockwise / still (``--task turns``) and, as
 the control, left to right / right to left / still (``--task leftright``).  It trains a
-tiny DTF-Net variant from scratch and prints one line of JSON per epoch with the
-validation accuracy per class.
+tiny DTF-Net variant from scratch (or a plain 3D CNN, ``--net c3d``, or fine-tunes a
+12-class model, ``--from-model``) and prints one line of JSON per epoch with the
+validation accuracy per class.  ``--rendered N`` trains on N clips a class rendered into
+memory (thousands in minutes) instead of the encoded training split.
 
 Clips are decoded once into memory (16 of 32 pre-sampled frames at random, random 64-pixel
 crops of an 80-pixel short side), so an epoch of 900 clips takes about 10 s on 2 cores:
@@ -15,6 +17,9 @@ the question here is what the network can learn, not how fast ``dtf train`` read
     python benchmarks/heldout/turn_probe.py --task turns --epochs 20
     python benchmarks/heldout/turn_probe.py --task leftright --epochs 10
     python benchmarks/heldout/turn_probe.py --task turns --stem-width 32 --widths 32,64,128,256
+    python benchmarks/heldout/turn_probe.py --task turns --net c3d --rendered 2000 --epochs 15
+    python benchmarks/heldout/turn_probe.py --task turns --from-model dtfnet_tiny_synth12 --rendered 2000 \
+        --lr 0.01 --epochs 8
 """
 
 from __future__ import annotations
@@ -68,16 +73,18 @@ def load_split(root: Path, split: str, classes: tuple[int, ...]) -> tuple[torch.
     return torch.stack(clips), torch.tensor(labels)
 
 
-def render_split(per_class: int, seed: int, classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+def render_split(per_class: int, seeds: list[int], classes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """As ``load_split`` for clips rendered straight into memory (no video encoding), which
-    makes thousands of training clips quick to get."""
-    rng = np.random.default_rng(seed)
+    makes thousands of training clips quick to get: ``per_class`` clips a class, shared
+    evenly among the random streams of ``seeds``."""
     clips, labels = [], []
-    for _ in range(per_class):
-        for k, c in enumerate(classes):
-            video = render_video(c, rng, min_side=64, max_side=112, style="plain")
-            clips.append(_square(torch.as_tensor(video.frames)))
-            labels.append(k)
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        for _ in range(per_class // len(seeds)):
+            for k, c in enumerate(classes):
+                video = render_video(c, rng, min_side=64, max_side=112, style="plain")
+                clips.append(_square(torch.as_tensor(video.frames)))
+                labels.append(k)
     return torch.stack(clips), torch.tensor(labels)
 
 
@@ -125,10 +132,14 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=300, help="training clips per class")
     ap.add_argument("--rendered", type=int, default=0, metavar="N",
                     help="train on N clips a class rendered into memory instead (no encoding); validate as usual")
+    ap.add_argument("--render-seeds", default="1,2", help="seeds of the --rendered clips (not the data seed)")
     ap.add_argument("--augment", action="store_true",
                     help="random horizontal flips and time reversals, swapping the two directions' labels")
     ap.add_argument("--net", choices=("dtfnet", "c3d"), default="dtfnet",
                     help="the tiny DTF-Net variant, or a plain 3D CNN (PlainC3D) for comparison")
+    ap.add_argument("--from-model", metavar="SOURCE",
+                    help="fine-tune a 12-class model dtf loads (e.g. dtfnet_tiny_synth12, the embedded one) "
+                         "instead of training from scratch; its outputs for the task's classes are read")
     ap.add_argument("--seed", type=int, default=31, help="data seed")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=0.02)
@@ -146,12 +157,18 @@ def main() -> None:
                                val_videos_per_class=max(1, args.n // 10), classes=classes,
                                min_side=64, max_side=112, style="plain", workers=2)
         xv, yv = load_split(root, "validation", classes)
-        # --rendered: a seed of its own, so that the rendered clips differ from the validation clips
-        xt, yt = render_split(args.rendered, args.seed + 1000, classes) if args.rendered else \
-            load_split(root, "train", classes)
+        seeds = [int(x) for x in args.render_seeds.split(",")]
+        xt, yt = render_split(args.rendered, seeds, classes) if args.rendered else load_split(root, "train", classes)
     torch.manual_seed(0)
     arch = {**TINY_RESNET, "widths": tuple(int(w) for w in args.widths.split(",")), "stem_width": args.stem_width}
-    if args.net == "c3d":
+    # outputs: the logits read for the task's classes, in the task's order
+    outputs = torch.arange(len(classes))
+    if args.from_model:
+        from dtfcli.hub import load_model
+
+        model = load_model(args.from_model, for_training=True)[0]
+        outputs = torch.tensor(classes)
+    elif args.net == "c3d":
         model = PlainC3D(len(classes))
     else:
         model = DTFNet(**arch, early_stride=args.early_stride, temporal=args.temporal,
@@ -169,7 +186,7 @@ def main() -> None:
             x, y = views(xt[idx], True), yt[idx]
             if args.augment:
                 x, y = mirrored_and_reversed(x, y)
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(model(x), outputs[y])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -177,7 +194,7 @@ def main() -> None:
             total += loss.item()
         model.eval()
         with torch.no_grad():
-            pred = torch.cat([model(views(xv[i:i + 32], False)).argmax(1) for i in range(0, len(xv), 32)])
+            pred = torch.cat([model(views(xv[i:i + 32], False))[:, outputs].argmax(1) for i in range(0, len(xv), 32)])
         per_class = {SYNTH_CLASSES[c]: round(float((pred[yv == k] == k).float().mean()), 3)
                      for k, c in enumerate(classes)}
         print(json.dumps({"epoch": epoch, "train_loss": round(total / (len(xt) // batch), 4),
