@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -603,9 +604,12 @@ def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: in
         thing = placeholders[vid]
         splits[split].append({"id": vid, "label": tmpl.replace("[something]", thing).replace("[Something]", thing),
                               "template": tmpl, "placeholders": [thing]})
-    (out / "labels" / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
-    for split, entries in splits.items():
-        (out / "labels" / f"{split}.json").write_text(json.dumps(entries, indent=1) + "\n")
+    files = {"labels": labels, **splits}
+    for name, content in files.items():
+        # Through a temporary file: an interrupted write must not lose an appended-to dataset's entries.
+        tmp = out / "labels" / f".{name}.json.tmp"
+        tmp.write_text(json.dumps(content, indent=1) + "\n")
+        os.replace(tmp, out / "labels" / f"{name}.json")
     return {"out_dir": str(out), "classes": [SYNTH_CLASSES[c] for c in class_ids],
             "train": len(splits["train"]) - before["train"],
             "validation": len(splits["validation"]) - before["validation"], "seed": seed, "style": style}
