@@ -43,7 +43,7 @@ def check_views(crops: int | None, fusion: str) -> None:
     """The checks of the shared view options that Typer cannot express."""
     if crops is not None and crops not in (1, 3):
         raise typer.BadParameter("1 or 3", param_hint="--crops")
-    if fusion not in ("prob", "logit"):
+    if fusion not in ("prob", "logit"):  # engine.inference.FUSIONS, not imported: it would load torch here
         raise typer.BadParameter("prob or logit", param_hint="--fusion")
 
 
