@@ -26,6 +26,9 @@ def visualize_command(
     layer: str = typer.Option(None, "--layer",
                               help="Module to take Grad-CAM at, e.g. layer3 or features.5 (default: the last "
                                    "stage, or the deepest with a map of 4x4 or more)."),
+    cam_method: str = typer.Option("gradcam++", "--cam-method",
+                                   help="gradcam++ or gradcam (Grad-CAM++ puts the peak on the moving object "
+                                        "more often)."),
     block: str = typer.Option(None, "--block",
                               help="DTF block for --filters, e.g. layer4.0.temporal2 (default: the last one)."),
     group: int = typer.Option(None, "--group", min=0,
@@ -55,13 +58,16 @@ def visualize_command(
 
     if not (gradcam or filters):
         gradcam = True
+    if cam_method.lower() not in ("gradcam++", "gradcam"):  # engine.visualize.CAM_METHODS, without torch here
+        raise typer.BadParameter("gradcam++ or gradcam", param_hint="--cam-method")
     if not video.exists():
         raise FileNotFoundError(f"{video}: no such file")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = visualize(str(video), model=model, gradcam_maps=gradcam, filters=filters, layer=layer,
                            class_index=class_, block=block, group=group, out_dir=None if out is None else str(out),
-                           animation=animation.lower(), device=device, backend=backend)
+                           animation=animation.lower(), device=device, backend=backend,
+                           method=cam_method.lower())
     for w in caught:
         if issubclass(w.category, UserWarning):
             err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
@@ -74,13 +80,16 @@ def visualize_command(
 
 
 def _print_summary(report) -> None:
+    from dtfcli.engine.visualize_plots import method_name
+
     cam = report.gradcam or (report.filters.gradcam if report.filters else None)
     if cam is not None:
         console.print(f"{report.video}: [bold]{cam.class_name}[/] (p = {cam.probability:.3f}), frames "
                       f"{report.frame_indices[0]}-{report.frame_indices[-1]}", highlight=False)
     if report.gradcam is not None:
         t, h, w = report.gradcam.feature_shape
-        console.print(f"Grad-CAM at {report.gradcam.layer}: {t} x {h} x {w} (time x height x width)", highlight=False)
+        console.print(f"{method_name(report.gradcam)} at {report.gradcam.layer}: {t} x {h} x {w} "
+                      "(time x height x width)", highlight=False)
     if report.filters is not None:
         f = report.filters
         console.print(f"filters of {f.block}, group {f.group}:", highlight=False)

@@ -6,12 +6,25 @@
     >>> cam.class_name, cam.probability, cam.cam.shape                            # doctest: +SKIP
     ('Moving something up', 0.93, torch.Size([4, 4, 4]))
 
-**Grad-CAM** (Selvaraju et al., ICCV 2017) of class k at a layer with activations
-A (C, T', H', W'): the weight of channel c is the mean over (T', H', W') of d y_k / d A_c
-(one weight per channel for the whole clip, the 3D form of Grad-CAM), and the map is
-ReLU(sum_c w_c A_c), (T', H', W'). It is upsampled to the clip: in time, feature frame t'
-covers the input frames [t' s, (t' + 1) s) of the early stride s (nearest, which is what the
-stem's non-overlapping temporal kernel computes), in space bilinearly to the crop.
+**Class activation maps** of class k at a layer with activations A (C, T', H', W') and
+gradients g = d y_k / d A (one weight per channel for the whole clip: the 3D form), the map
+being ReLU(sum_c w_c A_c), (T', H', W'):
+
+* ``gradcam++`` (the default; Chattopadhay et al., WACV 2018, eq. 19 with the exponential of
+  the class score): w_c = sum_{t,h,w} a_c,thw ReLU(g_c,thw) with
+  a = g^2 / (2 g^2 + sum_{t,h,w} A_c g^3) (0 where g = 0);
+* ``gradcam`` (Selvaraju et al., ICCV 2017): w_c = the mean of g_c over (T', H', W').
+
+Grad-CAM++ is the default because it puts the peak on the moving object more often with
+these networks: on 100 generated clips whose object track is known, the peak lies inside
+the object's box in 55% of frames against 40% for Grad-CAM and 37% for a guess at the
+frame's centre, with the embedded model at its default layer (benchmarks/gradcam_localisation.py).
+Grad-CAM's averaged gradients include channels whose evidence is negative on the object,
+which pull its peak off it; Grad-CAM++ weighs only where the evidence grows.
+
+The map is upsampled to the clip: in time, feature frame t' covers the input frames
+[t' s, (t' + 1) s) of the early stride s (nearest, which is what the stem's
+non-overlapping temporal kernel computes), in space bilinearly to the crop.
 
 Written with forward hooks rather than pytorch-grad-cam: these networks carry their
 features frames-major, (B*T', C, H', W') for DTF-Net and (B*T', H', W', C) tokens for
@@ -159,12 +172,14 @@ def capture(module: nn.Module, *, inputs: bool = False) -> Iterator[dict[str, Te
 # -- Grad-CAM -----------------------------------------------------------------------------------
 @dataclass
 class GradCamResult:
-    """Grad-CAM of one class at one layer for one clip.
+    """A class activation map (``method``: gradcam++ or gradcam) of one class at one layer for
+    one clip.
 
     ``cam``: ReLU(sum_c w_c A_c), (T', H', W'); ``raw``: the same before the ReLU (where the
-    class evidence is negative, it says how much); ``weights``: w (C,), the gradients averaged
-    over (T', H', W'); ``upsampled``: ``cam`` on the clip's frames, (T, S, S), divided by its
-    maximum (all zero when the map is); ``probabilities``: softmax of the clip's logits (K,)."""
+    class evidence is negative, it says how much); ``weights``: w (C,), the channel weights of
+    the method (see the module's docstring); ``upsampled``: ``cam`` on the clip's frames,
+    (T, S, S), divided by its maximum (all zero when the map is); ``probabilities``: softmax of
+    the clip's logits (K,)."""
 
     layer: str
     class_index: int
@@ -175,6 +190,7 @@ class GradCamResult:
     weights: Tensor
     upsampled: Tensor
     probabilities: Tensor
+    method: str = "gradcam++"
 
     @property
     def feature_shape(self) -> tuple[int, int, int]:
@@ -220,18 +236,36 @@ def upsample_cam(cam: Tensor, num_frames: int, size: tuple[int, int]) -> Tensor:
     return maps / top if top > 0 else maps
 
 
+CAM_METHODS = ("gradcam++", "gradcam")
+
+
+def cam_weights(activation: Tensor, grad: Tensor, method: str = "gradcam++") -> Tensor:
+    """Channel weights w (C,) of a class activation map from the layer's activation A and the
+    class score's gradient g, both (C, T', H', W') (see the module's docstring)."""
+    if method == "gradcam":
+        return grad.mean(dim=(1, 2, 3))
+    if method == "gradcam++":
+        g2 = grad.square()
+        denominator = 2 * g2 + activation.sum(dim=(1, 2, 3), keepdim=True) * g2 * grad
+        alpha = torch.where(grad != 0, g2 / torch.where(denominator != 0, denominator, torch.ones_like(grad)), 0.0)
+        return (alpha * grad.clamp_min(0)).sum(dim=(1, 2, 3))
+    raise ValueError(f"unknown method {method!r}; choose {' or '.join(CAM_METHODS)}")
+
+
 def gradcam(model: nn.Module, clip: Tensor, *, layer: str | None = None, class_index: int | str | None = None,
-            labels: Sequence[str] | None = None) -> GradCamResult:
-    """Grad-CAM of ``class_index`` (a name or an index; default: the top prediction) at
-    ``layer`` (a module name, default :func:`default_layer`) for a normalised clip
-    (1, 3, T, S, S). The model stays in its mode (eval, for meaningful maps); float32, no
-    autocast."""
-    return _gradcam(model, clip, layer, class_index, labels)[0]
+            labels: Sequence[str] | None = None, method: str = "gradcam++") -> GradCamResult:
+    """The class activation map of ``class_index`` (a name or an index; default: the top
+    prediction) at ``layer`` (a module name, default :func:`default_layer`) for a normalised
+    clip (1, 3, T, S, S), by ``method``: ``gradcam++`` (default) or ``gradcam``. The model
+    stays in its mode (eval, for meaningful maps); float32, no autocast."""
+    return _gradcam(model, clip, layer, class_index, labels, method)[0]
 
 
 def _gradcam(model: nn.Module, clip: Tensor, layer: str | None, class_index: int | str | None,
-             labels: Sequence[str] | None) -> tuple[GradCamResult, Tensor]:
-    """Grad-CAM and the layer's input."""
+             labels: Sequence[str] | None, method: str = "gradcam++") -> tuple[GradCamResult, Tensor]:
+    """The map and the layer's input."""
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose {' or '.join(CAM_METHODS)}")
     layer = layer or default_layer(model)
     module = find_module(model, layer)
     clip = clip.detach().float().requires_grad_(True)  # a graph even when the weights are frozen
@@ -249,12 +283,12 @@ def _gradcam(model: nn.Module, clip: Tensor, layer: str | None, class_index: int
     layout = activation_layout(model, module)
     act = to_clip_layout(activation.detach(), clip.shape[0], layout)[0].float()  # (C, T', H', W')
     grad = to_clip_layout(grad, clip.shape[0], layout)[0].float()
-    weights = grad.mean(dim=(1, 2, 3))
+    weights = cam_weights(act, grad, method)
     raw = torch.einsum("c,cthw->thw", weights, act)
     cam = raw.clamp_min(0)
     upsampled = upsample_cam(cam, clip.shape[2], tuple(clip.shape[-2:]))
     result = GradCamResult(layer, k, labels[k], float(probabilities[k]), cam.cpu(), raw.cpu(), weights.cpu(),
-                           upsampled.cpu(), probabilities)
+                           upsampled.cpu(), probabilities, method)
     return result, store.get("input")
 
 
@@ -382,7 +416,7 @@ def temporal_filters(model: nn.Module, clip: Tensor, *, block: str | None = None
         find_module(model, block, "DTF block")  # unknown names get the close matches
         raise ValueError(f"{block!r} is not a DTF block; the model's DTF blocks: {', '.join(names)}")
     module: DTFBlock = find_module(model, block)
-    cam, block_input = _gradcam(model, clip, block, class_index, labels)
+    cam, block_input = _gradcam(model, clip, block, class_index, labels, "gradcam")
     filters = block_filter(module, block_input)[0].cpu()  # (C/G, M, H', W')
     t_feat = module.num_frames
     n_filters = filters.shape[0]
@@ -439,7 +473,7 @@ class VisualizeReport:
         if self.gradcam is not None:
             cam = self.gradcam
             out["gradcam"] = {
-                "layer": cam.layer, "class": {"index": cam.class_index, "name": cam.class_name,
+                "layer": cam.layer, "method": cam.method, "class": {"index": cam.class_index, "name": cam.class_name,
                                               "probability": round(cam.probability, 6)},
                 "feature_shape": list(cam.feature_shape),
                 "map": [[[round(float(v), 6) for v in row] for row in frame] for frame in cam.cam],
@@ -453,9 +487,11 @@ class VisualizeReport:
 def visualize(video: str, *, model: str | InferenceModel | None = None, gradcam_maps: bool = True,
               filters: bool = False, layer: str | None = None, class_index: int | str | None = None,
               block: str | None = None, group: int | None = None, out_dir: str | None = None,
-              animation: str = "gif", device: str = "auto", backend: str = "auto") -> VisualizeReport:
-    """Grad-CAM pictures (grid PNG and animation) and/or the DTF filter figure of one video's
-    centre clip, written to ``out_dir`` (default: ``visualize/<video name>``)."""
+              animation: str = "gif", device: str = "auto", backend: str = "auto",
+              method: str = "gradcam++") -> VisualizeReport:
+    """Class activation map pictures (``method``: gradcam++ or gradcam; grid PNG and animation)
+    and/or the DTF filter figure of one video's centre clip, written to ``out_dir`` (default:
+    ``visualize/<video name>``)."""
     from pathlib import Path
 
     from dtfcli.engine import visualize_plots as plots
@@ -464,6 +500,8 @@ def visualize(video: str, *, model: str | InferenceModel | None = None, gradcam_
         raise ValueError(f"--animation {animation!r}: choose gif, mp4 or none")
     if not (gradcam_maps or filters):
         raise ValueError("nothing to draw: choose --gradcam, --filters or both")
+    if method not in CAM_METHODS:
+        raise ValueError(f"--cam-method {method!r}: choose {' or '.join(CAM_METHODS)}")
     im, clip = load_clip(video, model=model, device=device, backend=backend)
     name = str(im.info.config.get("name", ""))
     source = getattr(im.info, "source", None) or name
@@ -472,7 +510,8 @@ def visualize(video: str, *, model: str | InferenceModel | None = None, gradcam_
     report = VisualizeReport(str(video), str(source), clip.frame_indices)
     # everything computed (and every name checked) before the first file is written
     if gradcam_maps:
-        report.gradcam = gradcam(im.model, clip.normalised, layer=layer, class_index=class_index, labels=im.labels)
+        report.gradcam = gradcam(im.model, clip.normalised, layer=layer, class_index=class_index, labels=im.labels,
+                                 method=method)
     if filters:
         report.filters = temporal_filters(im.model, clip.normalised, block=block, class_index=class_index,
                                           group=group, labels=im.labels)
