@@ -282,7 +282,7 @@ def test_default_model_gradcam_pp_finds_objects_in_generated_clips():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rates = bench.localisation(None, clips=30)
-    assert rates["gradcam++"] >= rates["centre"] + 8, rates
+    assert rates["gradcam++"] >= rates["centre"] + 6, rates
     assert rates["gradcam++"] > rates["gradcam"], rates
 
 
