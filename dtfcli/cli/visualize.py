@@ -80,15 +80,13 @@ def visualize_command(
 
 
 def _print_summary(report) -> None:
-    from dtfcli.engine.visualize_plots import method_name
-
     cam = report.gradcam or (report.filters.gradcam if report.filters else None)
     if cam is not None:
         console.print(f"{report.video}: [bold]{cam.class_name}[/] (p = {cam.probability:.3f}), frames "
                       f"{report.frame_indices[0]}-{report.frame_indices[-1]}", highlight=False)
     if report.gradcam is not None:
         t, h, w = report.gradcam.feature_shape
-        console.print(f"{method_name(report.gradcam)} at {report.gradcam.layer}: {t} x {h} x {w} "
+        console.print(f"{report.gradcam.method_title} at {report.gradcam.layer}: {t} x {h} x {w} "
                       "(time x height x width)", highlight=False)
     if report.filters is not None:
         f = report.filters

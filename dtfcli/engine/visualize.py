@@ -193,6 +193,11 @@ class GradCamResult:
     method: str = "gradcam++"
 
     @property
+    def method_title(self) -> str:
+        """The method as people write it: Grad-CAM++ or Grad-CAM."""
+        return CAM_METHOD_TITLES[self.method]
+
+    @property
     def feature_shape(self) -> tuple[int, int, int]:
         return tuple(self.cam.shape)
 
@@ -236,20 +241,28 @@ def upsample_cam(cam: Tensor, num_frames: int, size: tuple[int, int]) -> Tensor:
     return maps / top if top > 0 else maps
 
 
-CAM_METHODS = ("gradcam++", "gradcam")
+CAM_METHOD_TITLES = {"gradcam++": "Grad-CAM++", "gradcam": "Grad-CAM"}
+CAM_METHODS = tuple(CAM_METHOD_TITLES)
+
+
+def check_cam_method(method: str, option: str | None = None) -> None:
+    """ValueError naming the methods (and ``option``, the command-line option) unless
+    ``method`` is one of CAM_METHODS."""
+    if method not in CAM_METHODS:
+        where = f"{option} {method!r}:" if option else f"unknown method {method!r};"
+        raise ValueError(f"{where} choose {' or '.join(CAM_METHODS)}")
 
 
 def cam_weights(activation: Tensor, grad: Tensor, method: str = "gradcam++") -> Tensor:
     """Channel weights w (C,) of a class activation map from the layer's activation A and the
     class score's gradient g, both (C, T', H', W') (see the module's docstring)."""
+    check_cam_method(method)
     if method == "gradcam":
         return grad.mean(dim=(1, 2, 3))
-    if method == "gradcam++":
-        g2 = grad.square()
-        denominator = 2 * g2 + activation.sum(dim=(1, 2, 3), keepdim=True) * g2 * grad
-        alpha = torch.where(grad != 0, g2 / torch.where(denominator != 0, denominator, torch.ones_like(grad)), 0.0)
-        return (alpha * grad.clamp_min(0)).sum(dim=(1, 2, 3))
-    raise ValueError(f"unknown method {method!r}; choose {' or '.join(CAM_METHODS)}")
+    g2 = grad.square()  # gradcam++
+    denominator = 2 * g2 + activation.sum(dim=(1, 2, 3), keepdim=True) * g2 * grad
+    alpha = torch.where(grad != 0, g2 / torch.where(denominator != 0, denominator, torch.ones_like(grad)), 0.0)
+    return (alpha * grad.clamp_min(0)).sum(dim=(1, 2, 3))
 
 
 def gradcam(model: nn.Module, clip: Tensor, *, layer: str | None = None, class_index: int | str | None = None,
@@ -264,8 +277,7 @@ def gradcam(model: nn.Module, clip: Tensor, *, layer: str | None = None, class_i
 def _gradcam(model: nn.Module, clip: Tensor, layer: str | None, class_index: int | str | None,
              labels: Sequence[str] | None, method: str = "gradcam++") -> tuple[GradCamResult, Tensor]:
     """The map and the layer's input."""
-    if method not in CAM_METHODS:
-        raise ValueError(f"unknown method {method!r}; choose {' or '.join(CAM_METHODS)}")
+    check_cam_method(method)  # before the forward pass
     layer = layer or default_layer(model)
     module = find_module(model, layer)
     clip = clip.detach().float().requires_grad_(True)  # a graph even when the weights are frozen
@@ -500,8 +512,7 @@ def visualize(video: str, *, model: str | InferenceModel | None = None, gradcam_
         raise ValueError(f"--animation {animation!r}: choose gif, mp4 or none")
     if not (gradcam_maps or filters):
         raise ValueError("nothing to draw: choose --gradcam, --filters or both")
-    if method not in CAM_METHODS:
-        raise ValueError(f"--cam-method {method!r}: choose {' or '.join(CAM_METHODS)}")
+    check_cam_method(method, "--cam-method")
     im, clip = load_clip(video, model=model, device=device, backend=backend)
     name = str(im.info.config.get("name", ""))
     source = getattr(im.info, "source", None) or name

@@ -48,11 +48,6 @@ def _probability(p: float) -> str:
     return f"{p:.2f}" if p >= 0.01 else f"{p:.1e}"
 
 
-def method_name(result: GradCamResult) -> str:
-    """How the map's method is written for people: Grad-CAM++ or Grad-CAM."""
-    return {"gradcam++": "Grad-CAM++", "gradcam": "Grad-CAM"}.get(result.method, result.method)
-
-
 def _title(result: GradCamResult) -> str:
     return f"\u201c{result.class_name}\u201d (p = {_probability(result.probability)})"
 
@@ -89,7 +84,7 @@ def gradcam_figure(result: GradCamResult, clip: Clip, *, model_name: str = ""):
         ax.set_xticks([])
         ax.set_yticks([])
     t_feat, h_feat, w_feat = result.feature_shape
-    fig.suptitle(f"{method_name(result)} for {_title(result)}\nlayer {result.layer} ({t_feat}x{h_feat}x{w_feat} "
+    fig.suptitle(f"{result.method_title} for {_title(result)}\nlayer {result.layer} ({t_feat}x{h_feat}x{w_feat} "
                  f"time x height x width){', model ' + model_name if model_name else ''}", fontsize=10)
     bar = fig.add_subplot(grid[:, cols])
     fig.colorbar(ScalarMappable(Normalize(0, 1), CMAP), cax=bar)
@@ -123,7 +118,7 @@ def animation_frames(result: GradCamResult, clip: Clip) -> list[np.ndarray]:
         canvas.paste(big, (0, CAPTION_HEIGHT))
         draw = ImageDraw.Draw(canvas)
         draw.text((4, 3), _fit(draw, _title(result), font, big.width - 8), fill="black", font=font)
-        draw.text((4, 21), f"frame {index}   {method_name(result)} at {result.layer}", fill="black", font=font)
+        draw.text((4, 21), f"frame {index}   {result.method_title} at {result.layer}", fill="black", font=font)
         out.append(np.asarray(canvas))
     return out
 
