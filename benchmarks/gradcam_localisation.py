@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dtfcli.data.synth import SYNTH_CLASSES, encode_video, render_video  # noqa: E402
 from dtfcli.engine.inference import load_inference_model  # noqa: E402
-from dtfcli.engine.visualize import CAM_METHODS, gradcam, load_clip  # noqa: E402
+from dtfcli.engine.visualize import CAM_METHODS, gradcam, load_clip, map_peak  # noqa: E402
 
 # the classes whose object is on screen throughout (not appearing or disappearing)
 TRACKED_CLASSES = tuple(i for i, name in enumerate(SYNTH_CLASSES) if "appearing" not in name)
@@ -66,7 +66,7 @@ def localisation(model: str | None = None, *, clips: int = 100, seed: int = 10_0
                 frames_counted += 1
                 hits["centre"] += y0 <= size / 2 < y1 and x0 <= size / 2 < x1
                 for m, result in maps.items():
-                    row, col = divmod(int(result.upsampled[t].argmax()), size)
+                    row, col = map_peak(result.upsampled[t])
                     hits[m] += y0 <= row < y1 and x0 <= col < x1
     out = {k: 100.0 * float(v) / max(frames_counted, 1) for k, v in hits.items()}
     out["top1"] = 100.0 * correct / clips

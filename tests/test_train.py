@@ -7,6 +7,7 @@ real torchrun (gloo) against one process with gradient accumulation."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -294,6 +295,22 @@ def test_imagenet_initialisation_from_a_2d_file_on_disk(data, tmp_path):
     assert "ImageNet initialisation from" in card and "2d.pth" in card
     stem = _weights(result.final_dir)["conv1.weight"]  # lr 0: the inflated stem as it was loaded
     assert torch.all(stem[:, :, stem.shape[2] // 2] == 0.01)
+
+
+def test_fine_tuning_a_saved_model_starts_from_its_weights_and_tests_at_the_new_crop(data, tmp_path):
+    """pretrained=PATH fine-tunes the model of a run folder; trained further at another crop,
+    the saved model is tested (predict, eval) at that crop, not the one it arrived with."""
+    from dtfcli.hub import load_model
+
+    first = train(_config(data, tmp_path / "first", epochs=1, max_steps=2, val_split=""))
+    assert json.loads((first.final_dir / "config.json").read_text())["crop_size"] == 32
+    tuned = train(_config(data, tmp_path / "tuned", pretrained=str(first.final_dir), crop_size=48,
+                          scale_range="48,54", epochs=1, max_steps=1, val_split="", lr=0.0))
+    assert "fine-tuning" in (tuned.final_dir / "README.md").read_text()
+    before, after = _weights(first.final_dir), _weights(tuned.final_dir)
+    assert all(torch.equal(before[k], after[k]) for k in before if k.endswith((".weight", ".bias")))  # lr 0
+    model, _ = load_model(str(tuned.final_dir))
+    assert model.config["crop_size"] == 48
 
 
 def test_timed_saves_inside_epochs_and_kept_epoch_checkpoints(data, tmp_path, monkeypatch):

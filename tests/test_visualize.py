@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from dtfcli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from dtfcli.engine.visualize import block_filter, gradcam, load_clip, temporal_filters
+from dtfcli.engine.visualize import block_filter, gradcam, load_clip, map_peak, temporal_filters
 from dtfcli.engine.visualize_plots import CAPTION_HEIGHT, filters_figure
 from dtfcli.hub import save_pretrained
 from dtfcli.models import DTFBlock, create_model
@@ -214,12 +214,30 @@ def test_gradcam_peaks_on_the_object_that_carries_the_class_evidence(method):
     assert result.feature_shape == (FRAMES // 2, CROP // 4, CROP // 4)
     hits = 0
     for t in range(FRAMES):
-        row, col = divmod(int(result.upsampled[t].argmax()), CROP)
+        row, col = map_peak(result.upsampled[t])
         x0 = _object_x(4 * t)
         hits += OBJECT_TOP - 2 <= row < OBJECT_TOP + SQUARE + 2 and x0 - 2 <= col < x0 + SQUARE + 2
     assert hits >= FRAMES - 1, f"the peak is on the object in {hits} of {FRAMES} frames"
     # the evidence away from the object is nothing
     assert float(result.upsampled[:, :OBJECT_TOP - 8].max()) < 0.05
+
+
+def test_map_peak_is_the_middle_of_a_plateau_of_maxima():
+    single = torch.zeros(9, 9)
+    single[2, 7] = 1.0
+    assert map_peak(single) == (2, 7)
+    # a flat top, as bilinear upsampling of a few feature cells gives: argmax takes its
+    # top-left corner, the peak its middle
+    plateau = torch.zeros(9, 9)
+    plateau[2:5, 5:8] = 0.8
+    plateau[0, 0] = 0.5
+    assert divmod(int(plateau.argmax()), 9) == (2, 5)
+    assert map_peak(plateau) == (3, 6)
+    assert map_peak(plateau + 1e-7 * torch.rand(9, 9)) == (3, 6)  # round-off does not split it
+    # two separate maxima: the peak is one of them, not the empty middle between them
+    split = torch.zeros(9, 9)
+    split[4, 1] = split[4, 7] = 1.0
+    assert map_peak(split) in {(4, 1), (4, 7)}
 
 
 def test_the_default_layer_is_the_last_stage_with_a_map_that_can_locate():
@@ -256,7 +274,7 @@ def test_default_model_gradcam_finds_the_moving_object(moving_video):
     hits = 0
     for t in range(len(indices)):
         seen = indices[t // group * group:(t // group + 1) * group]
-        row, col = divmod(int(result.upsampled[t].argmax()), size)
+        row, col = map_peak(result.upsampled[t])
         x0, x1 = min(map(_object_x, seen)) * scale - left, (max(map(_object_x, seen)) + SQUARE) * scale - left
         y0, y1 = OBJECT_TOP * scale, (OBJECT_TOP + SQUARE) * scale
         hits += y0 - margin <= row < y1 + margin and x0 - margin <= col < x1 + margin

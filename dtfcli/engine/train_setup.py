@@ -213,6 +213,9 @@ def build_model(cfg: Resolved, num_classes: int, *, fresh: bool) -> tuple[nn.Mod
     for module in model.modules():
         if isinstance(module, nn.Dropout) and module is getattr(model, "dropout", None):
             module.p = v["dropout"]
+    # The test crop travels with the weights: a model fine-tuned at another crop is tested at
+    # that crop, by the same rule as a new model's (above).
+    model.config["crop_size"] = crop.get("crop_size", get_model_spec(model.config["name"]).crop_size)
     head = ", new classifier" if info.fresh_head else ""
     return model, f"fine-tuning {info.location or source}{head}"
 

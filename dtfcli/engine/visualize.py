@@ -241,6 +241,18 @@ def upsample_cam(cam: Tensor, num_frames: int, size: tuple[int, int]) -> Tensor:
     return maps / top if top > 0 else maps
 
 
+def map_peak(frame_map: Tensor, tolerance: float = 1e-4) -> tuple[int, int]:
+    """(row, col) of a 2D map's peak.  A map upsampled from a few feature cells often has a
+    plateau of equal maxima; ``argmax`` would take its top-left corner, so this takes the
+    plateau pixel nearest the plateau's centre (values within ``tolerance`` of the range of
+    the maximum count as equal)."""
+    top, bottom = frame_map.max(), frame_map.min()
+    rows, cols = torch.nonzero(frame_map >= top - tolerance * (top - bottom), as_tuple=True)
+    centre_row, centre_col = rows.float().mean(), cols.float().mean()
+    nearest = int(((rows - centre_row) ** 2 + (cols - centre_col) ** 2).argmin())
+    return int(rows[nearest]), int(cols[nearest])
+
+
 CAM_METHOD_TITLES = {"gradcam++": "Grad-CAM++", "gradcam": "Grad-CAM"}
 CAM_METHODS = tuple(CAM_METHOD_TITLES)
 
