@@ -283,7 +283,9 @@ def test_default_model_gradcam_pp_finds_objects_in_generated_clips():
     """On generated clips whose object track is known (benchmarks/gradcam_localisation.py),
     the embedded model's Grad-CAM++ peak lies inside the object's box in clearly more frames
     than a guess at the frame's centre, and more often than plain Grad-CAM's (the reason it
-    is the default; docs/visualize.md gives the figures on 100 clips)."""
+    is the default; docs/visualize.md gives the figures on 100 clips).  On these 30 clips:
+    65.0% of frames against 38.3% for the centre guess; the previous embedded model (47.5%)
+    fails the bound."""
     import importlib.util
 
     from dtfcli.engine.inference import NoDefaultModelError, default_model_source
@@ -297,7 +299,7 @@ def test_default_model_gradcam_pp_finds_objects_in_generated_clips():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rates = bench.localisation(None, clips=30)
-    assert rates["gradcam++"] >= rates["centre"] + 6, rates
+    assert rates["gradcam++"] >= rates["centre"] + 15, rates
     assert rates["gradcam++"] > rates["gradcam"], rates
 
 
