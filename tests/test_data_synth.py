@@ -370,3 +370,50 @@ def test_every_codec_round_trips(codec, tmp_path):
     reader = open_video(path)
     decoded = reader.get_frames(range(reader.num_frames)).numpy().astype(float)
     assert decoded.shape == frames.shape and np.abs(decoded - frames).mean() < 12
+
+
+def _object_contrast(class_index: int, key, share: float) -> float:
+    """Mean luminance difference (grey levels) between the main object's middle and the scene
+    it covers, measured from two renders of the same draw, with and without the object."""
+    shown = _render_varied(class_index, np.random.default_rng(key), 64, 64, ("h264",), contrast_share=share)
+    hidden = _render_varied(class_index, np.random.default_rng(key), 64, 64, ("h264",), hide_main=True,
+                            contrast_share=share)
+    luma = np.array([0.299, 0.587, 0.114])
+    a, b = shown.frames.astype(float) @ luma, hidden.frames.astype(float) @ luma
+    track, (_, h, w) = shown.track, a.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    diffs = []
+    for i in np.flatnonzero(track.alpha > 0.99):
+        middle = np.hypot(xs - track.x[i], ys - track.y[i]) < 0.25 * track.side[i]
+        if middle.sum() >= 4:
+            diffs.append(a[i][middle].mean() - b[i][middle].mean())
+    return abs(float(np.mean(diffs)))
+
+
+def test_contrast_share_sets_how_often_the_object_stands_out():
+    """Share 1: every object lighter or darker than its scene; share 0: random colours only,
+    which often leave it close to the scene."""
+    always = [_object_contrast(c, [9, c], 1.0) for c in range(12)]
+    never = [_object_contrast(c, [9, c], 0.0) for c in range(12)]
+    assert min(always) > 45, always
+    assert np.median(never) < 0.5 * np.median(always), (never, always)
+    default = render_video(3, np.random.default_rng([1, 2]), min_side=48, max_side=48)
+    same = render_video(3, np.random.default_rng([1, 2]), min_side=48, max_side=48, contrast_share=0.85)
+    assert np.array_equal(default.frames, same.frames)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        render_video(3, np.random.default_rng(0), contrast_share=1.5)
+    with pytest.raises(ValueError, match="varied style only"):
+        render_video(3, np.random.default_rng(0), style="plain", contrast_share=0.5)
+
+
+def test_cli_synth_contrast_share(tmp_path, run_cli):
+    out = tmp_path / "hard"
+    summary = run_cli("data", "synth", "--out", str(out), "-n", "1", "--val-per-class", "0", "--classes", "0",
+                      "--contrast-share", "0", "--json", check=True)
+    assert json.loads(summary.stdout)["contrast_share"] == 0.0
+    assert len(build_dataset("ssv2", out, "train").samples) == 1
+    bad = run_cli("data", "synth", "--out", str(tmp_path / "p"), "-n", "1", "--style", "plain",
+                  "--contrast-share", "0.5")
+    assert bad.returncode == 1 and "--contrast-share applies to the varied style only" in bad.stderr
+    bad = run_cli("data", "synth", "--out", str(tmp_path / "q"), "-n", "1", "--contrast-share", "1.5")
+    assert bad.returncode != 0 and "--contrast-share" in bad.stderr and "Traceback" not in bad.stderr

@@ -51,6 +51,11 @@ def synth_command(
     style: str = typer.Option(
         "varied", "--style", help="varied: natural-image-like scenes, lighting, blur; plain: the simple first look."
     ),
+    contrast_share: float = typer.Option(
+        0.85, "--contrast-share", min=0.0, max=1.0,
+        help="Varied style: the share of clips whose object is lighter or darker than the scene; "
+             "in the others random colours can hide it.",
+    ),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="Encoding processes."),
     append: bool = typer.Option(
         False, "--append", help="Add the videos to the dataset in --out (use another --seed than its own)."),
@@ -66,12 +71,14 @@ def synth_command(
 
       dtf data synth --out data/synth --append --classes 6,7 -n 100 --val-per-class 0 --seed 1
     """
-    from dtfcli.data.synth import CODECS, STYLES, synthesize_dataset
+    from dtfcli.data.synth import CODECS, CONTRAST_SHARE, STYLES, synthesize_dataset
 
     if min_side > max_side:
         raise DTFError("--min-side must not exceed --max-side")
     if style not in STYLES:
         raise DTFError(f"--style {style!r}: choose from {', '.join(STYLES)}")
+    if style == "plain" and contrast_share != CONTRAST_SHARE:
+        raise DTFError("--contrast-share applies to the varied style only")
     codecs = tuple(codec) if codec else None
     for c in codecs or ():
         if c not in CODECS:
@@ -85,7 +92,8 @@ def synth_command(
         task = bar.add_task("videos", total=None)
         summary = synthesize_dataset(
             out, videos_per_class, seed, val_videos_per_class=val_per_class, classes=_parse_classes(classes),
-            min_side=min_side, max_side=max_side, codecs=codecs, style=style, workers=workers, append=append,
+            min_side=min_side, max_side=max_side, codecs=codecs, style=style, contrast_share=contrast_share,
+            workers=workers, append=append,
             progress=lambda done, total: bar.update(task, completed=done, total=total))
     if as_json:
         console.print_json(json.dumps(summary))

@@ -64,6 +64,8 @@ CODECS = {"vp9": ("libvpx-vp9", ".webm"), "vp8": ("libvpx", ".webm"), "h264": ("
           "mpeg4": ("mpeg4", ".avi"), "mjpeg": ("mjpeg", ".avi")}
 PLAIN_CODECS = ("vp9", "vp8", "h264")  # what the plain style draws from unless told
 STYLES = ("plain", "varied")
+# Varied style: the share of clips whose main object is set apart from the scene in brightness.
+CONTRAST_SHARE = 0.85
 _COLOUR_NAMES = ("red", "green", "blue", "yellow", "purple", "orange", "white", "grey", "pink", "teal")
 _SHAPE_NAMES = ("blob", "block", "star", "shard", "tile")
 
@@ -292,19 +294,32 @@ class SynthVideo:
 
 
 def render_video(class_index: int, rng: np.random.Generator, *, min_side: int = 64, max_side: int = 128,
-                 codecs: Sequence[str] | None = None, style: str = "varied") -> SynthVideo:
+                 codecs: Sequence[str] | None = None, style: str = "varied",
+                 contrast_share: float = CONTRAST_SHARE) -> SynthVideo:
     """Render one clip of class ``class_index`` with everything else drawn from ``rng``.
 
     ``style``: "varied" (default) or "plain" (see the module's docstring).  ``codecs``: the
-    CODECS keys to draw from (default: PLAIN_CODECS for plain, all of CODECS for varied)."""
+    CODECS keys to draw from (default: PLAIN_CODECS for plain, all of CODECS for varied).
+    ``contrast_share`` (varied style): the probability that the main object is made lighter
+    or darker than the scene; otherwise its colours are a random draw, which can hide it
+    (the hardest clips).  0.85 by default; a larger share of hard clips helps a model
+    trained on the default mix (weights/dtfnet_tiny_synth12.md)."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r} (choose from {', '.join(STYLES)})")
+    _check_contrast_share(contrast_share, style)
     if codecs is None:
         codecs = PLAIN_CODECS if style == "plain" else tuple(CODECS)
     with _one_torch_thread():
         if style == "plain":
             return _render(class_index, rng, min_side, max_side, codecs)
-        return _render_varied(class_index, rng, min_side, max_side, codecs)
+        return _render_varied(class_index, rng, min_side, max_side, codecs, contrast_share=contrast_share)
+
+
+def _check_contrast_share(share: float, style: str) -> None:
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"contrast share {share} is not between 0 and 1")
+    if style == "plain" and share != CONTRAST_SHARE:
+        raise ValueError("the contrast share applies to the varied style only")
 
 
 def _render(class_index: int, rng: np.random.Generator, min_side: int, max_side: int,
@@ -422,7 +437,8 @@ def _motion_blurred(canvas: torch.Tensor, sprite: torch.Tensor, track: Track, sh
 
 
 def _render_varied(class_index: int, rng: np.random.Generator, min_side: int, max_side: int,
-                   codecs: Sequence[str], hide_main: bool = False) -> SynthVideo:
+                   codecs: Sequence[str], hide_main: bool = False,
+                   contrast_share: float = CONTRAST_SHARE) -> SynthVideo:
     """``hide_main`` draws everything from ``rng`` as usual but leaves the main object out:
     the difference to the normal render is the object alone (tests measure it)."""
     motion, reverse = _MOTION[class_index]
@@ -443,7 +459,7 @@ def _render_varied(class_index: int, rng: np.random.Generator, min_side: int, ma
     # every class), in most clips: without that gap a small model trained from scratch on a
     # few thousand clips stays at chance (random colours often hide the object), with it
     # the motion is learnt.  The rest keep the plain random draw.
-    gap = rng.uniform(0.5, 1.0) if rng.random() < 0.85 else 0.0
+    gap = rng.uniform(0.5, 1.0) if rng.random() < contrast_share else 0.0
     lighter = bool(rng.random() < 0.5)
     if gap:
         scene = scene * (1 - 0.65 * gap) if lighter else 1 - (1 - scene) * (1 - 0.6 * gap)
@@ -523,9 +539,10 @@ def encode_video(path: Path, frames: np.ndarray, fps: int, codec: str, *, qualit
 
 
 def _job(args) -> tuple[str, str]:
-    out_dir, video_id, class_index, seed_key, min_side, max_side, codecs, style = args
+    out_dir, video_id, class_index, seed_key, min_side, max_side, codecs, style, contrast_share = args
     rng = np.random.default_rng(seed_key)
-    video = render_video(class_index, rng, min_side=min_side, max_side=max_side, codecs=codecs, style=style)
+    video = render_video(class_index, rng, min_side=min_side, max_side=max_side, codecs=codecs, style=style,
+                         contrast_share=contrast_share)
     quality = float(rng.uniform(0, 1))
     path = Path(out_dir) / VIDEO_DIR / f"{video_id}{CODECS[video.codec][1]}"
     encode_video(path, video.frames, video.fps, video.codec, quality=quality)
@@ -535,14 +552,15 @@ def _job(args) -> tuple[str, str]:
 def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: int = 0, *,
                        val_videos_per_class: int | None = None, classes: Sequence[int] | None = None,
                        min_side: int = 64, max_side: int = 128, codecs: Sequence[str] | None = None,
-                       style: str = "varied", workers: int = 1, append: bool = False,
-                       progress: Callable[[int, int], None] | None = None) -> dict:
+                       style: str = "varied", contrast_share: float = CONTRAST_SHARE, workers: int = 1,
+                       append: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
     """Write the synthetic motion dataset in the SSv2 layout; return a summary dict.
 
     ``videos_per_class`` train videos and ``val_videos_per_class`` (default: a quarter,
     at least 1) validation videos for each class in ``classes`` (indices into
     SYNTH_CLASSES; default all 12).  ``style``: "varied" or "plain"; ``codecs``: CODECS
-    keys to draw from (default: PLAIN_CODECS for plain, all for varied).  Deterministic for
+    keys to draw from (default: PLAIN_CODECS for plain, all for varied); ``contrast_share``:
+    see `render_video`.  Deterministic for
     a given ``seed``: each video's randomness comes from (seed, split, class, number),
     whatever ``workers`` is.
     ``append``: add the videos to the dataset already in ``out_dir`` (ids after its largest,
@@ -556,6 +574,7 @@ def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: in
             raise ValueError(f"class index {c} out of range 0..{len(SYNTH_CLASSES) - 1}")
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r} (choose from {', '.join(STYLES)})")
+    _check_contrast_share(contrast_share, style)
     if codecs is None:
         codecs = PLAIN_CODECS if style == "plain" else tuple(CODECS)
     for c in codecs:
@@ -579,7 +598,8 @@ def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: in
         for c, k in order:
             video_id = str(next_id)
             next_id += 1
-            jobs.append((str(out), video_id, c, [seed, split_no, c, k], min_side, max_side, tuple(codecs), style))
+            jobs.append((str(out), video_id, c, [seed, split_no, c, k], min_side, max_side, tuple(codecs), style,
+                         contrast_share))
             meta.append((split, video_id, c))
     placeholders: dict[str, str] = {}
     total = len(jobs)
@@ -612,4 +632,5 @@ def synthesize_dataset(out_dir: str | Path, videos_per_class: int = 20, seed: in
         os.replace(tmp, out / "labels" / f"{name}.json")
     return {"out_dir": str(out), "classes": [SYNTH_CLASSES[c] for c in class_ids],
             "train": len(splits["train"]) - before["train"],
-            "validation": len(splits["validation"]) - before["validation"], "seed": seed, "style": style}
+            "validation": len(splits["validation"]) - before["validation"], "seed": seed, "style": style,
+            **({"contrast_share": contrast_share} if style == "varied" else {})}
