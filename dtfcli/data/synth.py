@@ -302,8 +302,8 @@ def render_video(class_index: int, rng: np.random.Generator, *, min_side: int = 
     CODECS keys to draw from (default: PLAIN_CODECS for plain, all of CODECS for varied).
     ``contrast_share`` (varied style): the probability that the main object is made lighter
     or darker than the scene; otherwise its colours are a random draw, which can hide it
-    (the hardest clips).  0.85 by default; a larger share of hard clips helps a model
-    trained on the default mix (weights/dtfnet_tiny_synth12.md)."""
+    (the hardest clips).  0.85 by default; 0 makes only hard clips, which the embedded
+    model's last training stages add to the default mix (weights/dtfnet_tiny_synth12.md)."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r} (choose from {', '.join(STYLES)})")
     _check_contrast_share(contrast_share, style)
