@@ -258,7 +258,8 @@ def test_default_model_gradcam_marks_the_moving_objects_path(moving_video):
     its mean elsewhere.  Where along the path is not asked of one clip: the DTF blocks filter
     over the whole clip, so a frame's map may mark where the object was and will be as well
     as where it is (the next test measures it, frame by frame, on 30 generated clips).
-    Plain Grad-CAM fails this on the same model (its peak in the rows in 4 of 16 frames)."""
+    Plain Grad-CAM fails this on the same model (its map is zero all over this clip);
+    Grad-CAM++ puts its peak in the rows in 16 of 16 frames, at 1.78 times the mean elsewhere."""
     from dtfcli.engine.inference import NoDefaultModelError, default_model_source
 
     try:
@@ -284,8 +285,8 @@ def test_default_model_gradcam_pp_finds_objects_in_generated_clips():
     the embedded model's Grad-CAM++ peak lies inside the object's box in clearly more frames
     than a guess at the frame's centre, and more often than plain Grad-CAM's (the reason it
     is the default; docs/visualize.md gives the figures on 100 clips).  On these 30 clips:
-    65.0% of frames against 38.3% for the centre guess; the previous embedded model (47.5%)
-    fails the bound."""
+    71.7% of frames against 38.3% for the centre guess; the stage-7 model of the model card
+    (47.5%) fails the bound."""
     import importlib.util
 
     from dtfcli.engine.inference import NoDefaultModelError, default_model_source

@@ -17,7 +17,7 @@ being ReLU(sum_c w_c A_c), (T', H', W'):
 
 Grad-CAM++ is the default because it puts the peak on the moving object more often with
 these networks: on 100 generated clips whose object track is known, the peak lies inside
-the object's box in 69% of frames against 38% for Grad-CAM and 37% for a guess at the
+the object's box in 72% of frames against 34% for Grad-CAM and 37% for a guess at the
 frame's centre, with the embedded model at its default layer (benchmarks/gradcam_localisation.py).
 Grad-CAM's averaged gradients include channels whose evidence is negative on the object,
 which pull its peak off it; Grad-CAM++ weighs only where the evidence grows.
