@@ -254,12 +254,15 @@ def test_the_default_layer_is_the_last_stage_with_a_map_that_can_locate():
 
 def test_default_model_gradcam_marks_the_moving_objects_path(moving_video):
     """The embedded model's Grad-CAM++ marks the moving square's path: the rows it moves
-    along (a quarter of the frame) hold the map's peak in most frames and at least 1.5 times
-    its mean elsewhere.  Where along the path is not asked of one clip: the DTF blocks filter
-    over the whole clip, so a frame's map may mark where the object was and will be as well
-    as where it is (the next test measures it, frame by frame, on 30 generated clips).
-    Plain Grad-CAM fails this on the same model (its map is zero all over this clip);
-    Grad-CAM++ puts its peak in the rows in 16 of 16 frames, at 1.78 times the mean elsewhere."""
+    along (a quarter of the frame) hold the map's peak in most frames, to within half a cell
+    of the map, and at least 1.5 times its mean elsewhere.  Where along the path is not asked
+    of one clip: the DTF blocks filter over the whole clip, so a frame's map may mark where
+    the object was and will be as well as where it is (the next test measures it, frame by
+    frame, on 30 generated clips).  Plain Grad-CAM fails this on the same model (its map is
+    zero all over this clip); Grad-CAM++ puts its peak near the rows in 16 of 16 frames (in
+    8 of them on the object's top edge, 2 pixels above its first row at a 16-pixel cell), at
+    1.93 times the mean elsewhere; stage 7 of the model card (64-pixel crops) fails it at
+    1.39 times."""
     from dtfcli.engine.inference import NoDefaultModelError, default_model_source
 
     try:
@@ -271,11 +274,17 @@ def test_default_model_gradcam_marks_the_moving_objects_path(moving_video):
     assert result.class_name == "Moving something from left to right"
     size = clip.frames.shape[1]
     scale = size / 64  # the clip is 80 x 64: its short side is resized to the crop
+    top, bottom = round(OBJECT_TOP * scale), round((OBJECT_TOP + SQUARE) * scale)
     rows = torch.zeros(size, dtype=torch.bool)
-    rows[round(OBJECT_TOP * scale):round((OBJECT_TOP + SQUARE) * scale)] = True
+    rows[top:bottom] = True
+    # The map has a few cells a side (7 at a 112 crop): its peak can only be told to within
+    # a cell, so a peak within half a cell of the object's rows counts.
+    half_cell = round(size / result.cam.shape[-2] / 2)
+    near = torch.zeros(size, dtype=torch.bool)
+    near[max(0, top - half_cell):bottom + half_cell] = True
     frames = len(clip.frame_indices)
-    hits = sum(bool(rows[map_peak(result.upsampled[t])[0]]) for t in range(frames))
-    assert hits >= 0.75 * frames, f"the peak is in the object's rows in {hits} of {frames} frames"
+    hits = sum(bool(near[map_peak(result.upsampled[t])[0]]) for t in range(frames))
+    assert hits >= 0.75 * frames, f"the peak is near the object's rows in {hits} of {frames} frames"
     contrast = float(result.upsampled[:, rows].mean() / result.upsampled[:, ~rows].mean())
     assert contrast >= 1.5, f"the map's mean in the object's rows is {contrast:.2f} times its mean elsewhere"
 
@@ -285,7 +294,7 @@ def test_default_model_gradcam_pp_finds_objects_in_generated_clips():
     the embedded model's Grad-CAM++ peak lies inside the object's box in clearly more frames
     than a guess at the frame's centre, and more often than plain Grad-CAM's (the reason it
     is the default; docs/visualize.md gives the figures on 100 clips).  On these 30 clips:
-    71.7% of frames against 38.3% for the centre guess; the stage-7 model of the model card
+    66.7% of frames against 38.3% for the centre guess; the stage-7 model of the model card
     (47.5%) fails the bound."""
     import importlib.util
 
