@@ -19,7 +19,7 @@ from dtfcli.hub.manifest import find_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 CONTROL = "c2d_tiny_synth12_control"
-FRESH_SEED = 2026  # the training data used seeds 11, 41 and 43 (weights/dtfnet_tiny_synth12.md)
+FRESH_SEED = 2026  # the training data used seeds 11, 41, 43 and 61-69 (weights/dtfnet_tiny_synth12.md)
 PER_CLASS = 8
 
 
