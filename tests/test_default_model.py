@@ -55,8 +55,8 @@ def test_weights_are_published_beside_their_manifest(name):
 
 
 def test_default_model_is_accurate_on_fresh_clips_and_the_control_is_not(reports):
-    """The model card gives 94.4-95.7% top-1 on six sets of fresh varied clips (95.1% over
-    their 2,880; 93.8% on these 96).  The bound is the 95% target less three standard errors of a
+    """The model card gives 94.4-95.7% top-1 on seven sets of fresh varied clips (95.2% over
+    their 3,600; 93.8% on these 96).  The bound is the 95% target less three standard errors of a
     96-clip sample (about 2.2 points each), so it fails on a real loss: stage 12 of the
     card (90.6% here) passes it, the stage-2 model (81.2% here) does not.
     The control, blind to temporal order, is far below (11.5% here)."""
