@@ -313,6 +313,46 @@ def test_fine_tuning_a_saved_model_starts_from_its_weights_and_tests_at_the_new_
     assert model.config["crop_size"] == 48
 
 
+def test_a_run_from_a_model_of_other_widths_resumes_with_them(data, tmp_path):
+    """pretrained=FOLDER whose model has other widths than `model`'s defaults: the run trains
+    that architecture, and --resume rebuilds it from the checkpoint (not from `model`), ending
+    where the same run uninterrupted ends."""
+    from dtfcli.data.synth import SYNTH_CLASSES
+    from dtfcli.hub import save_pretrained
+    from dtfcli.models import create_model
+
+    torch.manual_seed(0)
+    wide = create_model("dtfnet_tiny", num_classes=12, num_frames=4, crop_size=32, widths=(8, 16, 24, 40),
+                        stem_width=8)
+    save_pretrained(wide, tmp_path / "wide", labels=list(SYNTH_CLASSES))
+    config = _config(data, tmp_path / "whole", pretrained=str(tmp_path / "wide"), epochs=1, val_split="")
+    with _CpuLikeTheCli():
+        whole = train(config)
+        part = train({**config, "run_dir": str(tmp_path / "part"), "max_steps": 3})
+        assert part.global_step == 3
+        resumed = train({"max_steps": 0}, resume=tmp_path / "part")
+    assert resumed.status == "finished" and resumed.global_step == whole.global_step == 6
+    want, got = _weights(whole.final_dir), _weights(resumed.final_dir)
+    assert got["fc.weight"].shape == (12, 40)
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_a_resumed_run_reports_at_its_own_log_every(data, tmp_path):
+    """The command's progress lines (output not a terminal) come every `log_every` steps, the
+    run's saved value when it is resumed without the key."""
+    from dtfcli.cli import app
+
+    run = tmp_path / "run"
+    first = CliRunner().invoke(app, ["train", *_args(_config(data, run, log_every=4, max_steps=5, val_split=""))],
+                               env={"COLUMNS": "200"})
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(app, ["train", "--resume", str(run), "max_steps=0"], env={"COLUMNS": "200"})
+    assert again.exit_code == 0, again.output
+    shown = [int(line.split()[1].split("/")[0]) for line in (first.output + again.output).splitlines()
+             if line.startswith("step ")]
+    assert shown == [4, 8, 12]  # every 4th step, and the last
+
+
 def test_timed_saves_inside_epochs_and_kept_epoch_checkpoints(data, tmp_path, monkeypatch):
     saved = []
     real_save = ckpt.save_checkpoint

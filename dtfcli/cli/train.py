@@ -19,8 +19,8 @@ class RichReporter:
     """Progress for the terminal: a live bar (loss, LR, clips/s, ETA) or, when the output is
     not a terminal, one line every ``log_every`` steps."""
 
-    def __init__(self, log_every: int, as_json: bool):
-        self.log_every, self.quiet = log_every, as_json
+    def __init__(self, as_json: bool):
+        self.log_every, self.quiet = 10, as_json
         self.live = console.is_terminal and not as_json
         self.progress: Progress | None = None
         self.task = None
@@ -32,6 +32,7 @@ class RichReporter:
 
     def start(self, info: dict[str, Any]) -> None:
         self.total, self.first_step, self.started = info["total_steps"], info["start_step"], time.monotonic()
+        self.log_every = int(info.get("log_every", self.log_every))  # the run's own (a resumed run's saved one)
         self._print(f"[bold]dtf train[/] -> {info['run_dir']}\n"
                     f"  {info['train_videos']} training videos, {info['val_videos']} validation videos, "
                     f"{info['classes']} classes; {info['epochs']} epochs x {info['steps_per_epoch']} steps of "
@@ -145,8 +146,7 @@ def train_command(
         values: Any = parse_overrides(items)
     else:
         values = build_config(config, items)
-    log_every = values.get("log_every", 10) if isinstance(values, dict) else 10
-    reporter = RichReporter(int(log_every), as_json)
+    reporter = RichReporter(as_json)
     try:
         result = train(values, resume=resume, exist_ok=exist_ok, reporter=reporter)
     except NonFiniteLossError as exc:

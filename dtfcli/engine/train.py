@@ -177,7 +177,8 @@ class _Run:
             raise ConfigKeyError(f"config key 'batch_size': {len(self.train_set)} training videos make no full "
                                  f"step of {self.cfg.global_batch} clips (batch_size x accumulate x processes)")
         torch.manual_seed(derive_seed(v["seed"], "init"))
-        model, self.init_line = build_model(self.cfg, len(self.classes), fresh=self.resume_folder is not None)
+        model, self.init_line = build_model(self.cfg, len(self.classes), fresh=self.resume_folder is not None,
+                                            resume_from=self.resume_folder)
         # How clips were sampled travels with the weights: dtf predict and dtf eval test the same way.
         model.config.update(sampling=v["sampling"], frame_interval=v["frame_interval"])
         self.model = model.to(procs.device)
@@ -264,6 +265,7 @@ class _Run:
             "steps_per_epoch": self.steps_per_epoch, "epochs": v["epochs"], "global_batch": self.cfg.global_batch,
             "lr": v["lr"], "device": str(procs.device), "world_size": procs.world_size, "amp": v["amp"],
             "start_step": self.global_step, "total_steps": self.steps_per_epoch * v["epochs"],
+            "log_every": v["log_every"],
         })
         self.last_val: dict[str, float] | None = None
         stop = StopRequest()

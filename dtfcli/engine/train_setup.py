@@ -169,13 +169,23 @@ def build_datasets(cfg: Resolved):
 
 
 # -- model ----------------------------------------------------------------------------------
-def build_model(cfg: Resolved, num_classes: int, *, fresh: bool) -> tuple[nn.Module, str]:
+def build_model(cfg: Resolved, num_classes: int, *, fresh: bool,
+                resume_from: Path | None = None) -> tuple[nn.Module, str]:
     """The model to train and a line saying how it was initialised.
 
-    ``fresh``: skip any initialisation (the weights come from a checkpoint next)."""
+    ``fresh``: skip any initialisation (the weights come from a checkpoint next).
+    ``resume_from``: a checkpoint folder; the model is the one saved there, architecture and
+    weights, which is not always ``model`` with its defaults: a run that started from a
+    ``pretrained`` folder trains that folder's architecture (other widths, depths, stem)."""
     from dtfcli.hub import WeightsError, inflate_imagenet, load_model
     from dtfcli.models import create_model
 
+    if resume_from is not None:
+        try:
+            model, _ = load_model(resume_from, num_classes=num_classes)
+        except WeightsError as exc:
+            raise TrainError(f"--resume: {exc}") from None
+        return model, "from the checkpoint"
     v = cfg.values
     source = v["pretrained"]
     # The paper's 224 training crop keeps the model's own test crop (256 for the ResNets); any
