@@ -177,8 +177,7 @@ class _Run:
             raise ConfigKeyError(f"config key 'batch_size': {len(self.train_set)} training videos make no full "
                                  f"step of {self.cfg.global_batch} clips (batch_size x accumulate x processes)")
         torch.manual_seed(derive_seed(v["seed"], "init"))
-        model, self.init_line = build_model(self.cfg, len(self.classes), fresh=self.resume_folder is not None,
-                                            resume_from=self.resume_folder)
+        model, self.init_line = build_model(self.cfg, len(self.classes), resume_from=self.resume_folder)
         # How clips were sampled travels with the weights: dtf predict and dtf eval test the same way.
         model.config.update(sampling=v["sampling"], frame_interval=v["frame_interval"])
         self.model = model.to(procs.device)
@@ -208,8 +207,6 @@ class _Run:
                               tensorboard=v["tensorboard"]) if procs.main else None
 
     def _restore(self) -> None:
-        from safetensors.torch import load_file
-
         folder = self.resume_folder
         state, rng = ckpt.load_state(folder, self.procs.rank)
         if state.get("world_size") != self.procs.world_size:
@@ -219,8 +216,7 @@ class _Run:
         if state.get("steps_per_epoch") != self.steps_per_epoch:
             raise ckpt.CheckpointError(f"{folder}: the run had {state.get('steps_per_epoch')} steps per epoch, the "
                                        f"dataset now gives {self.steps_per_epoch}; its videos changed")
-        weights = load_file(str(folder / "model.safetensors"), device=str(self.procs.device))
-        self.model.load_state_dict(weights)
+        # The weights came with the model (build_model loads the checkpoint folder).
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):

@@ -169,11 +169,11 @@ def build_datasets(cfg: Resolved):
 
 
 # -- model ----------------------------------------------------------------------------------
-def build_model(cfg: Resolved, num_classes: int, *, fresh: bool,
+def build_model(cfg: Resolved, num_classes: int, *, fresh: bool = False,
                 resume_from: Path | None = None) -> tuple[nn.Module, str]:
     """The model to train and a line saying how it was initialised.
 
-    ``fresh``: skip any initialisation (the weights come from a checkpoint next).
+    ``fresh``: the architecture alone, no initialisation from ``pretrained``.
     ``resume_from``: a checkpoint folder; the model is the one saved there, architecture and
     weights, which is not always ``model`` with its defaults: a run that started from a
     ``pretrained`` folder trains that folder's architecture (other widths, depths, stem)."""
