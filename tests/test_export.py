@@ -20,6 +20,7 @@ from dtfcli.models.aggregation import _FrameAggregationFn, frame_aggregation_gra
 from tests._videos import write_video
 
 LABELS = ["left", "right", "up", "down", "still"]
+SYMMETRIES = {"reverse": [1, 0, 3, 2, 4], "hflip": [1, 0, 2, 3, 4]}
 
 try:
     import onnx
@@ -53,6 +54,7 @@ def work(tmp_path_factory) -> Path:
 def tiny(work) -> Path:
     torch.manual_seed(0)
     model = _trained_looking(create_model("dtfnet_tiny", num_classes=5, num_frames=4, crop_size=32))
+    model.config["symmetries"] = SYMMETRIES  # an export is tested with the same symmetric views
     return save_pretrained(model, work / "tiny", labels=LABELS)
 
 
@@ -126,6 +128,7 @@ def test_export_writes_the_preprocessing_spec(pt2_export, tiny):
     assert [pre["clips"], pre["crops"]] == config["test_views"]
     assert pre["mean"] == [0.485, 0.456, 0.406] and pre["std"] == [0.229, 0.224, 0.225]
     assert spec["labels"] == LABELS and spec["file"] == "model.pt2"
+    assert pre["symmetries"] == SYMMETRIES and "logits[:, label_map]" in pre["symmetries_meaning"]
     assert spec["verification"]["passed"] is True
 
 
@@ -147,6 +150,8 @@ def test_predict_with_the_export_gives_pytorch_top5(fmt, which, request, run_cli
     report = request.getfixturevalue(f"{fmt}_export")
     got = _top5(run_cli, clip, getattr(report, which))
     assert len(got) == 5
+    proc = run_cli("predict", str(clip), "--model", getattr(report, which), "--json", "-j", "0")
+    assert json.loads(proc.stdout)["views"]["symmetries"] == SYMMETRIES  # 1 x 3 x 4 views, as PyTorch's
     assert [g["label"] for g in got] == [e["label"] for e in pytorch_top5]
     assert all(abs(g["prob"] - e["prob"]) <= 1e-4 for g, e in zip(got, pytorch_top5, strict=True))
 

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from dtfcli.data import SYNTH_SYMMETRIES
 from dtfcli.engine import checkpoint_io as ckpt
 from dtfcli.engine.train import NonFiniteLossError, RunDirExistsError, _Run, train
 
@@ -248,6 +249,7 @@ def test_mixed_precision_channels_last_accumulation_and_a_broken_video(data, tmp
                                    "Moving something up"]
         assert model(torch.zeros(1, 3, 4, 32, 32)).shape == (1, 12)
         assert info.config["sampling"] == "segments"  # as trained (Something-Something layout): predict tests so
+        assert info.config["symmetries"] == SYNTH_SYMMETRIES  # the synthetic classes: tested mirrored, reversed
     video = sorted((data / "20bn-something-something-v2").iterdir())[0]
     for folder in (result.run_dir, result.final_dir):  # what `dtf predict --model` takes
         shown = CliRunner().invoke(app, ["predict", str(video), "--model", str(folder), "--fast", "--json",
@@ -311,6 +313,23 @@ def test_fine_tuning_a_saved_model_starts_from_its_weights_and_tests_at_the_new_
     assert all(torch.equal(before[k], after[k]) for k in before if k.endswith((".weight", ".bias")))  # lr 0
     model, _ = load_model(str(tuned.final_dir))
     assert model.config["crop_size"] == 48
+
+
+def test_a_model_fine_tuned_to_other_classes_forgets_the_synthetic_symmetries(data, tmp_path):
+    """Twelve classes of a user's own (a folder each) after the twelve synthetic ones: the same
+    classifier shape, but the synthetic classes' label maps no longer hold."""
+    from dtfcli.hub import load_model
+
+    first = train(_config(data, tmp_path / "first", epochs=1, max_steps=1, val_split=""))
+    assert load_model(str(first.final_dir))[1].config["symmetries"] == SYNTH_SYMMETRIES
+    videos = sorted((data / "20bn-something-something-v2").iterdir())
+    for n, video in enumerate(videos[:12]):
+        (tmp_path / "mine" / f"kind {n:02d}").mkdir(parents=True)
+        shutil.copy(video, tmp_path / "mine" / f"kind {n:02d}" / video.name)
+    tuned = train(_config(tmp_path / "mine", tmp_path / "tuned", dataset="folder", pretrained=str(first.final_dir),
+                          epochs=1, max_steps=1, val_split="", train_split="", lr=0.0))
+    _, info = load_model(str(tuned.final_dir))
+    assert info.labels[0] == "kind 00" and "symmetries" not in info.config
 
 
 def test_a_run_from_a_model_of_other_widths_resumes_with_them(data, tmp_path):

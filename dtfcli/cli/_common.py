@@ -31,6 +31,10 @@ MODEL_OPTION = typer.Option(
 CLIPS_OPTION = typer.Option(None, "--clips", min=1, help="Clips per video (default: the model's, e.g. 10).")
 CROPS_OPTION = typer.Option(None, "--crops", help="Crops per clip: 1 or 3 (default: the model's).")
 FAST_OPTION = typer.Option(False, "--fast", help="One centre clip, one centre crop per video.")
+SYMMETRIES_OPTION = typer.Option(
+    True, "--symmetries/--no-symmetries",
+    help="Also score each view mirrored and played backwards, mapping the answer back to the classes "
+         "(models whose config lists such symmetries, like the embedded one; others are unaffected).")
 FUSION_OPTION = typer.Option("prob", "--fusion", help="prob: mean of the views' softmax; logit: mean logit.")
 VIEW_BATCH_OPTION = typer.Option(None, "--view-batch", min=1, help="Views per forward pass (default by device).")
 WORKERS_OPTION = typer.Option(2, "--workers", "-j", min=0, help="Decoding processes (0: decode in this one).")
@@ -49,6 +53,14 @@ def check_views(crops: int | None, fusion: str) -> None:
 
 class DTFError(Exception):
     """An error meant for the user: printed as one line, without a traceback."""
+
+
+def views_text(views: dict) -> str:
+    """"1 clips x 3 crops", and " x 8 (reverse, vflip, hflip)" for symmetric views, from a
+    report's ``views`` (ViewSpec.to_dict)."""
+    names = list(views.get("symmetries") or ())
+    symmetric = f" x {2 ** len(names)} ({', '.join(names)})" if names else ""
+    return f"{views['clips']} clips x {views['crops']} crops{symmetric}"
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:

@@ -50,7 +50,7 @@ def _summary(report) -> None:
         return "-" if value is None else f"{value:.2f}%"
 
     console.print(f"[bold]{report.model['name']}[/] ({report.model['source']}) on {report.dataset['name']} "
-                  f"{report.dataset['split']}, {report.views['clips']} clips x {report.views['crops']} crops, "
+                  f"{report.dataset['split']}, {shared.views_text(report.views)}, "
                   f"fusion {report.fusion}", highlight=False)
     table = Table("top-1", f"top-{m['topk']}", "mean class acc.", "evaluated", "skipped", "missing")
     table.add_row(pct(m["top1"]), pct(m["top5"]), pct(m["mean_class_accuracy"]), str(c["evaluated"]),
@@ -95,6 +95,7 @@ def eval_command(
     clips: int = shared.CLIPS_OPTION,
     crops: int = shared.CROPS_OPTION,
     fast: bool = shared.FAST_OPTION,
+    symmetries: bool = shared.SYMMETRIES_OPTION,
     fusion: str = shared.FUSION_OPTION,
     view_batch: int = shared.VIEW_BATCH_OPTION,
     workers: int = shared.WORKERS_OPTION,
@@ -143,9 +144,9 @@ def eval_command(
     try:
         with bar:
             report = evaluate(model, dataset, root, split=split, fold=fold, out_dir=out, clips=clips, crops=crops,
-                              fast=fast, fusion=fusion, view_batch=view_batch, workers=workers, device=device,
-                              amp=amp, backend=backend, limit=limit, strict=strict, restart=restart,
-                              ignore_missing_classes=ignore_missing_classes, progress=_Bar(bar))
+                              fast=fast, symmetries=symmetries, fusion=fusion, view_batch=view_batch,
+                              workers=workers, device=device, amp=amp, backend=backend, limit=limit, strict=strict,
+                              restart=restart, ignore_missing_classes=ignore_missing_classes, progress=_Bar(bar))
     except KeyboardInterrupt:
         if main:
             err_console.print(f"interrupted: finished videos are saved in {out / 'predictions.csv'}; "

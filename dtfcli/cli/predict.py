@@ -25,6 +25,7 @@ def predict_command(
     clips: int = shared.CLIPS_OPTION,
     crops: int = shared.CROPS_OPTION,
     fast: bool = shared.FAST_OPTION,
+    symmetries: bool = shared.SYMMETRIES_OPTION,
     fusion: str = shared.FUSION_OPTION,
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Classes to show per video."),
     view_batch: int = shared.VIEW_BATCH_OPTION,
@@ -41,7 +42,8 @@ def predict_command(
     """Classify videos: the top classes of each, with probabilities.
 
     Each video is scored from the model's test views (10 clips x 3 crops for DTF-Net,
-    4 x 3 for DTF-Transformer), fused as the mean of the views' softmax probabilities.
+    4 x 3 for DTF-Transformer; for the embedded model 1 x 3, each also mirrored and played
+    backwards), fused as the mean of the views' softmax probabilities.
     Unreadable files are skipped and listed with their reasons.
 
     Exit codes: 0 every video classified; 3 some skipped; 1 none classified or an error; 2 a bad
@@ -83,8 +85,8 @@ def predict_command(
     with warnings.catch_warnings(record=True) as caught, progress:
         warnings.simplefilter("always")
         result = predict(paths, model=model, recursive=recursive, clips=clips, crops=crops, fast=fast,
-                         fusion=fusion, k=top_k, view_batch=view_batch, workers=workers, device=device,
-                         amp=amp, backend=backend, window=window, stride=stride, on_video=on_video)
+                         symmetries=symmetries, fusion=fusion, k=top_k, view_batch=view_batch, workers=workers,
+                         device=device, amp=amp, backend=backend, window=window, stride=stride, on_video=on_video)
     for w in caught:
         if issubclass(w.category, UserWarning):
             err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
@@ -124,8 +126,8 @@ def _topk_cell(best: list[dict]) -> str:
 def _print_table(result, k: int) -> None:
     views = result.views
     model = result.model
-    console.print(f"model [bold]{model['source']}[/] ({model['name']}), "
-                  f"{views['clips']} clips x {views['crops']} crops, {result.fusion} fusion, {result.device}",
+    console.print(f"model [bold]{model['source']}[/] ({model['name']}), {shared.views_text(views)}, "
+                  f"{result.fusion} fusion, {result.device}",
                   highlight=False)
     if not result.predictions:
         return

@@ -22,7 +22,8 @@ _EXPORTS = {
     "label_mapping": "datasets", "normalize_label": "datasets", "DATASETS": "datasets",
     "DatasetFileNotFound": "datasets", "check_video": "verify", "check_videos": "verify",
     "make_loader": "loader", "SkipCounter": "loader",
-    "synthesize_dataset": "synth", "render_video": "synth", "SYNTH_CLASSES": "synth",
+    "synthesize_dataset": "synth", "render_video": "synth", "SYNTH_CLASSES": "synth", "SYNTH_SYMMETRIES": "synth",
+    "check_symmetries": "symmetry", "symmetry_group": "symmetry",
 }
 __all__ = sorted(_EXPORTS)
 

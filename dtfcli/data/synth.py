@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from dtfcli.data import synth_looks as looks
+from dtfcli.data.symmetry import symmetries_from_pairs
 
 SYNTH_CLASSES = (
     "Moving something from left to right",
@@ -56,6 +57,13 @@ SYNTH_CLASSES = (
 _MOTION = {0: ("right", False), 1: ("right", True), 2: ("up", False), 3: ("up", True),
            4: ("closer", False), 5: ("closer", True), 6: ("clockwise", False), 7: ("clockwise", True),
            8: ("appear", False), 9: ("appear", True), 10: ("back_and_forth", False), 11: ("still", False)}
+#: Transforms that turn each class into a class (`dtfcli.data.symmetry`): played backwards,
+#: each motion becomes its pair; mirrored, left-right motion and turns change direction.
+SYNTH_SYMMETRIES = symmetries_from_pairs(SYNTH_CLASSES, {
+    "reverse": [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)],
+    "vflip": [(2, 3), (6, 7)],
+    "hflip": [(0, 1), (6, 7)],
+})
 VIDEO_DIR = "20bn-something-something-v2"
 SPRITE = 64  # sprite canvas side, pixels (plain style)
 SPRITE_VARIED = 96  # larger: varied objects are drawn bigger and carry finer texture

@@ -182,15 +182,15 @@ def _plan(dataset, labels: list[str], ignore_missing: bool, limit: int | None) -
                  listed=len(dataset.samples) + len(dataset.missing), samples_sha256=_sha256_text(listing))
 
 
-def _classify(model, item: dict, target: int, fusion: str, view_batch: int | None) -> VideoResult:
-    from dtfcli.engine.inference import fuse
+def _classify(model, item: dict, target: int, spec, fusion: str, view_batch: int | None) -> VideoResult:
+    from dtfcli.engine.inference import fuse, view_logits
 
     if "error" in item:
         return VideoResult(item["index"], item["path"], target, error=str(item["error"]))
     try:
-        logits = model.logits(item["views"], view_batch)
+        logits = view_logits(model, item["views"], spec, view_batch)
     except torch.cuda.OutOfMemoryError:  # the same class as torch.OutOfMemoryError
-        raise EvalError(f"{item['path']}: out of memory for {item['views'].shape[0]} views on {model.device}; "
+        raise EvalError(f"{item['path']}: out of memory for {spec.num_views} views on {model.device}; "
                         "lower --view-batch (the videos done so far are saved)") from None
     probs = fuse(logits, fusion)
     values, indices = probs.topk(min(5, probs.numel()))
@@ -199,14 +199,15 @@ def _classify(model, item: dict, target: int, fusion: str, view_batch: int | Non
 
 def evaluate(model: Any, dataset: str, root: str | Path, *, split: str = "val", fold: int = 1,
              out_dir: str | Path | None = None, clips: int | None = None, crops: int | None = None,
-             fast: bool = False, fusion: str = "prob", view_batch: int | None = None, workers: int = 2,
-             device: str = "auto", amp: bool = False, backend: str = "auto", limit: int | None = None,
+             fast: bool = False, symmetries: bool = True, fusion: str = "prob", view_batch: int | None = None,
+             workers: int = 2, device: str = "auto", amp: bool = False, backend: str = "auto", limit: int | None = None,
              strict: bool = False, restart: bool = False, ignore_missing_classes: bool = False,
              sync_every: int = 8, progress: Progress | None = None) -> EvalReport:
     """Evaluate ``model`` (anything ``load_inference_model`` takes, or an InferenceModel) on
     the labelled videos of ``dataset`` (a name of dtfcli.data.DATASETS) under ``root``.
 
     ``clips``/``crops``/``fast``: the test views (default: the model's own protocol);
+    ``symmetries=False``: without the symmetric views a model's config may list;
     ``fusion``: "prob" or "logit" (see dtfcli.engine.inference.fuse); ``limit``: only the
     first N videos; ``strict``: stop at the first unreadable video (EvalError); ``restart``:
     discard an earlier run in ``out_dir`` instead of resuming it; ``ignore_missing_classes``:
@@ -232,22 +233,22 @@ def evaluate(model: Any, dataset: str, root: str | Path, *, split: str = "val", 
     group = distributed.setup(device_type)
     try:
         return _run(model, dataset, Path(root), split=split, fold=fold, out_dir=out_dir, clips=clips, crops=crops,
-                    fast=fast, fusion=fusion, view_batch=view_batch, workers=workers, device=device, amp=amp,
-                    backend=backend, limit=limit, strict=strict, restart=restart,
+                    fast=fast, symmetries=symmetries, fusion=fusion, view_batch=view_batch, workers=workers,
+                    device=device, amp=amp, backend=backend, limit=limit, strict=strict, restart=restart,
                     ignore_missing_classes=ignore_missing_classes, sync_every=max(1, sync_every),
                     progress=progress, group=group)
     finally:
         group.close()
 
 
-def _run(model, dataset_name, root, *, split, fold, out_dir, clips, crops, fast, fusion, view_batch, workers,
-         device, amp, backend, limit, strict, restart, ignore_missing_classes, sync_every, progress, group):
+def _run(model, dataset_name, root, *, split, fold, out_dir, clips, crops, fast, symmetries, fusion, view_batch,
+         workers, device, amp, backend, limit, strict, restart, ignore_missing_classes, sync_every, progress, group):
     from dtfcli.data import build_dataset
     from dtfcli.engine.inference import InferenceModel, VideoViews, iterate_views, load_inference_model, view_spec_for
 
     started_at, started = datetime.now(timezone.utc), time.perf_counter()
     inference = model if isinstance(model, InferenceModel) else load_inference_model(model, device=device, amp=amp)
-    spec = view_spec_for(inference.info.config, clips=clips, crops=crops, fast=fast)
+    spec = view_spec_for(inference.info.config, clips=clips, crops=crops, fast=fast, symmetries=symmetries)
     dataset = build_dataset(dataset_name, root, split, fold=fold)
     labels = inference.labels
     plan = _plan(dataset, labels, ignore_missing_classes, limit)
@@ -301,7 +302,7 @@ def _run(model, dataset_name, root, *, split, fold, out_dir, clips, crops, fast,
         for step in range(steps):
             if step < len(mine):
                 item = next(items)
-                result = _classify(inference, item, mine[step][1], fusion, view_batch)
+                result = _classify(inference, item, mine[step][1], spec, fusion, view_batch)
                 if result.error and strict and not group.distributed:
                     raise EvalError(f"{result.path}: {result.error} (stopped by --strict; earlier videos are "
                                     f"saved in {out / PREDICTIONS})")

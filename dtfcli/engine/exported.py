@@ -73,10 +73,23 @@ def build_spec(view_spec, labels: list[str], config: dict[str, Any], *, fmt: str
             "std": list(IMAGENET_STD),
             "fusion": "prob",
             "fusion_meaning": "the video's scores are the mean of the views' softmax probabilities",
+            **_symmetries_entry(view_spec),
         },
         "labels": list(labels),
         "config": config,
         "source": source,
+    }
+
+
+def _symmetries_entry(view_spec) -> dict[str, Any]:
+    if not view_spec.symmetries:
+        return {}
+    return {
+        "symmetries": {name: list(label_map) for name, label_map in view_spec.symmetries},
+        "symmetries_meaning": "each view is also scored under every combination of these transforms (reverse: "
+                              "frames in reverse order; vflip: rows reversed; hflip: columns reversed); the "
+                              "logits of a transformed view are mapped back with logits[:, label_map] (the "
+                              "maps of the combined transforms composed) and fused with the other views",
     }
 
 

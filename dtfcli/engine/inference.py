@@ -12,6 +12,11 @@ The video's scores are the views' fused:
 
 Either way the result is a probability vector that sums to one.
 
+A model whose config lists label symmetries (``"symmetries"``, `dtfcli.data.symmetry`: the
+embedded synthetic-motion model) is also shown each view mirrored and/or played backwards, and
+the answers are mapped back to the classes of the untransformed view
+(:func:`view_logits`); ``symmetries=False`` turns that off.
+
 Decoding runs in DataLoader worker processes (:func:`iterate_views`), so the next videos
 are decoded while the model works on the current one. Views travel between processes as
 uint8 crops (a quarter of the float32 size) and are normalised on the model's device by
@@ -32,6 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from dtfcli.data.sampling import crop_boxes, resized_size, sample_test_views
+from dtfcli.data.symmetry import check_symmetries, symmetry_group
 from dtfcli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dtfcli.data.video import VideoDecodeError, open_video
 
@@ -50,7 +56,8 @@ class ViewSpec:
     ``clip_len`` frames per clip, ``frame_interval`` frames apart (``sampling="dense"``,
     Kinetics-style) or one frame from each of ``clip_len`` segments of the video
     (``"segments"``, Something-Something); ``clips`` x ``crops`` views of ``crop_size``
-    pixels square.
+    pixels square; each of them also transformed by every combination of ``symmetries``
+    ((transform, label map) pairs, `dtfcli.data.symmetry`), if any.
     """
 
     clip_len: int
@@ -59,33 +66,48 @@ class ViewSpec:
     clips: int
     crops: int
     crop_size: int
+    symmetries: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    @property
+    def num_symmetric(self) -> int:
+        """Views per clip and crop: 1, or 2 ** len(symmetries)."""
+        return 2 ** len(self.symmetries)
 
     @property
     def num_views(self) -> int:
-        return self.clips * self.crops
+        return self.clips * self.crops * self.num_symmetric
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["symmetries"] = {name: list(label_map) for name, label_map in self.symmetries}
+        return out
 
     def describe(self) -> str:
         how = f"{self.clip_len}x{self.frame_interval}" if self.sampling == "dense" else f"{self.clip_len} segments"
-        return f"{self.clips} clips x {self.crops} crops ({how} frames, {self.crop_size}px)"
+        text = f"{self.clips} clips x {self.crops} crops"
+        if self.symmetries:
+            text += f" x {self.num_symmetric} ({', '.join(name for name, _ in self.symmetries)})"
+        return f"{text} ({how} frames, {self.crop_size}px)"
 
 
 def view_spec_for(config: dict[str, Any], *, clips: int | None = None, crops: int | None = None,
                   fast: bool = False, sampling: str | None = None,
-                  frame_interval: int | None = None) -> ViewSpec:
+                  frame_interval: int | None = None, symmetries: bool = True) -> ViewSpec:
     """The test protocol of a model from its config (``model.config`` / config.json), with
-    overrides. ``fast``: one centre clip, one centre crop (before ``clips``/``crops``)."""
+    overrides. ``fast``: one centre clip, one centre crop, no symmetric views (before
+    ``clips``/``crops``); ``symmetries=False``: none of the config's symmetric views."""
     views = config.get("test_views") or (10, 3)
+    listed = check_symmetries(config.get("symmetries"), int(config.get("num_classes") or 0)) \
+        if config.get("symmetries") else {}
     spec = ViewSpec(
         clip_len=int(config["num_frames"]),
         frame_interval=int(config.get("frame_interval") or DEFAULT_FRAME_INTERVAL),
         sampling=str(config.get("sampling") or "dense"),
         clips=int(views[0]), crops=int(views[1]), crop_size=int(config.get("crop_size") or 224),
+        symmetries=tuple(listed.items()) if symmetries else (),
     )
     if fast:
-        spec = replace(spec, clips=1, crops=1)
+        spec = replace(spec, clips=1, crops=1, symmetries=())
     if clips is not None:
         spec = replace(spec, clips=clips)
     if crops is not None:
@@ -103,6 +125,19 @@ def view_spec_for(config: dict[str, Any], *, clips: int | None = None, crops: in
     if spec.frame_interval < 1:
         raise ValueError("frame interval must be at least 1")
     return spec
+
+
+def view_logits(model: InferenceModel, views: torch.Tensor, spec: ViewSpec,
+                view_batch: int | None = None) -> torch.Tensor:
+    """Logits (N x G, K) of views (N, C, T, S, S) under the spec's G symmetric transforms
+    (G = 1 without symmetries), each mapped back to the classes of the untransformed view, so
+    that :func:`fuse` averages them like any other views."""
+    if not spec.symmetries:
+        return model.logits(views, view_batch)
+    group = symmetry_group(dict(spec.symmetries))
+    transformed = torch.cat([views.flip(axes) if axes else views for axes, _ in group])
+    logits = model.logits(transformed, view_batch).view(len(group), views.shape[0], -1)
+    return torch.cat([logits[g][:, label_map] for g, (_, label_map) in enumerate(group)])
 
 
 def fuse(view_logits: torch.Tensor, fusion: str = "prob") -> torch.Tensor:
@@ -254,8 +289,18 @@ def load_inference_model(source: str | None, *, device: str | torch.device = "au
     # (faster on GPUs, and on the benchmark CPU too: docs/models.md).
     channels_last = info.config.get("family") == "dtfnet"
     return InferenceModel(model=model, info=info, labels=labels, device=device,
-                          spec_defaults=view_spec_for(info.config), amp_dtype=_amp_dtype(device, amp),
+                          spec_defaults=_spec_defaults(info), amp_dtype=_amp_dtype(device, amp),
                           channels_last=channels_last, random_weights=random_weights)
+
+
+def _spec_defaults(info) -> ViewSpec:
+    """The model's own test views; a config error names where the config came from."""
+    from dtfcli.hub import ConfigError
+
+    try:
+        return view_spec_for(info.config)
+    except ValueError as exc:
+        raise ConfigError(f"{info.location}: {exc}") from None
 
 
 def _load_exported_model(graph, spec_path, fmt: str, source: str, *, device, amp: bool) -> InferenceModel:
@@ -269,7 +314,7 @@ def _load_exported_model(graph, spec_path, fmt: str, source: str, *, device, amp
         warnings.warn(f"{graph.name}: an exported float32 graph; --amp does not apply", stacklevel=3)
     runner, info, labels, config = load_exported(graph, spec_path, fmt, source)
     return InferenceModel(model=runner, info=info, labels=labels, device=torch.device("cpu"),
-                          spec_defaults=view_spec_for(config))
+                          spec_defaults=_spec_defaults(info))
 
 
 # -- views of videos ----------------------------------------------------------------------------

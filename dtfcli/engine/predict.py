@@ -32,6 +32,7 @@ from dtfcli.engine.inference import (
     iterate_views,
     load_inference_model,
     topk,
+    view_logits,
     view_spec_for,
     windows,
 )
@@ -216,6 +217,7 @@ def predict(
     clips: int | None = None,
     crops: int | None = None,
     fast: bool = False,
+    symmetries: bool = True,
     fusion: str = "prob",
     k: int = 5,
     view_batch: int | None = None,
@@ -234,6 +236,8 @@ def predict(
         model: anything ``dtfcli.hub.load_model`` takes, a loaded :class:`InferenceModel`,
             or None for the embedded default model.
         clips, crops, fast: the views (default: the model's own protocol; ``fast`` = 1 x 1).
+        symmetries: False leaves out the symmetric views (mirrored, reversed) that the model's
+            config may list (`dtfcli.data.symmetry`).
         fusion: "prob" (mean of the views' softmax) or "logit" (softmax of the mean logit).
         k: how many classes to report per video.
         view_batch: views per forward pass (default by device); workers: decoding processes.
@@ -248,7 +252,7 @@ def predict(
     engine = model if isinstance(model, InferenceModel) else load_inference_model(model, device=device, amp=amp)
     if window is not None and clips is None:
         clips = 1
-    spec = view_spec_for(engine.info.config, clips=clips, crops=crops, fast=fast)
+    spec = view_spec_for(engine.info.config, clips=clips, crops=crops, fast=fast, symmetries=symmetries)
     fuse(torch.zeros(1, 2), fusion)  # reject an unknown fusion before any decoding
     paths, skipped = collect_inputs(inputs, recursive=recursive)
     total = len(paths)
@@ -293,7 +297,7 @@ def predict(
             continue
         if n in failed:
             continue
-        probs = fuse(engine.logits(item["views"], view_batch), fusion)
+        probs = fuse(view_logits(engine, item["views"], spec, view_batch), fusion)
         best = topk(probs, engine.labels, k)
         if window is None:
             now = time.perf_counter()

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dtfcli.data.synth import SYNTH_CLASSES, SYNTH_SYMMETRIES
 from dtfcli.engine import checkpoint_io as ckpt
 from dtfcli.engine.train_config import (
     KEYS,
@@ -180,6 +181,11 @@ class _Run:
         model, self.init_line = build_model(self.cfg, len(self.classes), resume_from=self.resume_folder)
         # How clips were sampled travels with the weights: dtf predict and dtf eval test the same way.
         model.config.update(sampling=v["sampling"], frame_interval=v["frame_interval"])
+        # So do the label symmetries, which are known for the synthetic classes only (a model
+        # fine-tuned to other classes of the same number must not keep its starting point's).
+        model.config.pop("symmetries", None)
+        if tuple(self.classes) == SYNTH_CLASSES:
+            model.config["symmetries"] = SYNTH_SYMMETRIES
         self.model = model.to(procs.device)
         if v["channels_last"]:
             to_channels_last(self.model)

@@ -192,7 +192,7 @@ def _load_manifest(manifest: Manifest, source: str, hub: dict, want: dict) -> tu
         labels = list(manifest.labels) if manifest.labels is not None else None
         model, info = _load_file(path, source, w.kind, w.sha256, manifest.model_config(), labels, want)
     described_config = manifest.model_config()
-    for key in DATA_CONFIG_KEYS:
+    for key in data_config_keys(info.fresh_head):
         if key in described_config and key not in info.config:
             info.config[key] = model.config[key] = described_config[key]
     info.kind, info.manifest, info.license = "manifest", manifest.name, manifest.license
@@ -249,15 +249,23 @@ def _build(config: dict, state_dict: dict, where: str, num_classes: int | None, 
     except (KeyError, ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: bad model config ({exc.args[0] if exc.args else exc})") from None
     load_into(model, state_dict, where, skip_head=fresh_head)
-    # The test protocol's sampling travels with the weights (config.json, manifests).
-    for key in DATA_CONFIG_KEYS:
+    # The test protocol travels with the weights (config.json, manifests); the symmetries
+    # name classes, so a fresh classifier drops them.
+    for key in data_config_keys(fresh_head):
         if config.get(key) is not None:
             model.config[key] = config[key]
     return model.to(device).train(for_training), fresh_head
 
 
-#: Keys of a model config that say how its clips were sampled (not network arguments).
-DATA_CONFIG_KEYS = ("sampling", "frame_interval")
+#: Keys of a model config that say how it is tested (not network arguments): how its clips
+#: are sampled, and the label symmetries of its classes (`dtfcli.data.symmetry`).
+DATA_CONFIG_KEYS = ("sampling", "frame_interval", "symmetries")
+
+
+def data_config_keys(fresh_head: bool) -> tuple[str, ...]:
+    """The DATA_CONFIG_KEYS that still hold for the model: not the class symmetries once its
+    classifier is replaced."""
+    return tuple(k for k in DATA_CONFIG_KEYS if not (fresh_head and k == "symmetries"))
 
 
 def _read_config(path: Path, where: str) -> dict[str, Any]:

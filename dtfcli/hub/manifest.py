@@ -69,6 +69,7 @@ class Manifest:
     description: str = ""
     sampling: str | None = None  # "dense" or "segments"; None: from the label set
     frame_interval: int | None = None  # frames between a dense clip's frames
+    symmetries: dict[str, list[int]] | None = None  # transform -> label map (dtfcli.data.symmetry)
 
     def model_config(self) -> dict[str, Any]:
         """The config `dtfcli.models.model_from_config` rebuilds the network from."""
@@ -80,6 +81,7 @@ class Manifest:
             # take one frame per segment of the video, Kinetics models dense clips.
             "sampling": self.sampling or ("segments" if (self.label_set or "").startswith("ssv") else "dense"),
             **({"frame_interval": self.frame_interval} if self.frame_interval else {}),
+            **({"symmetries": dict(self.symmetries)} if self.symmetries else {}),
         }
 
     def local_weights_path(self) -> Path:
@@ -222,7 +224,17 @@ def read_manifest(path: str | Path) -> Manifest:
         description=need("description", str, required=False) or "",
         sampling=_sampling(path, data.get("sampling")),
         frame_interval=need("frame_interval", int, required=False),
+        symmetries=_symmetries(path, data.get("symmetries"), num_classes),
     )
+
+
+def _symmetries(path: Path, value: Any, num_classes: int) -> dict[str, list[int]] | None:
+    """The shape of the key; what the maps mean is checked where the model is loaded for testing."""
+    if value is None:
+        return None
+    if not (isinstance(value, dict) and all(isinstance(m, list) and len(m) == num_classes for m in value.values())):
+        raise ConfigError(f"{path}: key 'symmetries' must map a transform to a list of {num_classes} class indices")
+    return value
 
 
 def _sampling(path: Path, value: Any) -> str | None:

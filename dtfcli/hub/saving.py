@@ -116,7 +116,7 @@ def model_card(
         f"| architecture | `{name}` ({config.get('family')}) |",
         f"| classes | {config['num_classes']} |",
         f"| input | {config['num_frames']} frames, {crop} x {crop} crop |",
-        f"| test views | {' x '.join(str(v) for v in views)} (clips x crops) |",
+        f"| test views | {' x '.join(str(v) for v in views)} (clips x crops){_symmetric(config)} |",
         f"| labels | {'labels.txt' if labels else 'not recorded'} |",
         "",
         "## Use",
@@ -188,3 +188,8 @@ def push_to_hub(
             f"cannot push to hf://{repo_id}: the Hub is unreachable ({type(exc).__name__})"
         ) from None
     return f"hf://{repo_id}@{commit.oid}"
+
+
+def _symmetric(config: dict) -> str:
+    names = list(config.get("symmetries") or ())
+    return f", each also {', '.join(names)} ({2 ** len(names)} in all)" if names else ""
