@@ -19,8 +19,6 @@ from typing import Any
 
 #: Transform name -> the axis it flips in a batch of views (N, C, T, H, W).
 TRANSFORMS = {"reverse": 2, "vflip": 3, "hflip": 4}
-TRANSFORM_MEANING = {"reverse": "played backwards", "vflip": "mirrored top-bottom",
-                     "hflip": "mirrored left-right"}
 
 
 def check_symmetries(value: Any, num_classes: int, where: str = "symmetries") -> dict[str, tuple[int, ...]]:
