@@ -134,10 +134,9 @@ def view_logits(model: InferenceModel, views: torch.Tensor, spec: ViewSpec,
     that :func:`fuse` averages them like any other views."""
     if not spec.symmetries:
         return model.logits(views, view_batch)
-    group = symmetry_group(dict(spec.symmetries))
-    transformed = torch.cat([views.flip(axes) if axes else views for axes, _ in group])
-    logits = model.logits(transformed, view_batch).view(len(group), views.shape[0], -1)
-    return torch.cat([logits[g][:, label_map] for g, (_, label_map) in enumerate(group)])
+    # One transform at a time: logits() batches by view_batch anyway, and the copies stay small.
+    return torch.cat([model.logits(views.flip(axes) if axes else views, view_batch)[:, label_map]
+                      for axes, label_map in symmetry_group(dict(spec.symmetries))])
 
 
 def fuse(view_logits: torch.Tensor, fusion: str = "prob") -> torch.Tensor:
