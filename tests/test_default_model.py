@@ -56,7 +56,7 @@ def test_weights_are_published_beside_their_manifest(name):
 
 def test_default_model_is_accurate_on_fresh_clips_and_the_control_is_not(reports):
     """With its default views (1 clip x 3 crops, each also mirrored and played backwards) the
-    model card gives 96.3% top-1 over nine sets of fresh varied clips (94.8% on these 96; 93.8%
+    model card gives 96.2% top-1 over ten sets of fresh varied clips (94.8% on these 96; 93.8%
     with 1 x 3 views alone).  The bound is the 95% target less three standard errors of a
     96-clip sample (about 2.2 points each), so it fails on a real loss: stage 12 of the
     card (90.6% here with 1 x 3 views) passes it, the stage-2 model (81.2%) does not.
