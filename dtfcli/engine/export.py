@@ -27,7 +27,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,8 @@ def export_model(
 
     with tempfile.TemporaryDirectory(prefix="dtf-export-") as tmp:
         clip = Path(video) if video is not None else synthetic_clip(Path(tmp))
-        step(f"cutting {engine.spec_defaults.describe()} from {clip.name}")
+        # The check runs the graph on the crops as cut; symmetric views are flips of them.
+        step(f"cutting {replace(engine.spec_defaults, symmetries=()).describe()} from {clip.name}")
         raw_views, _facts = read_views(str(clip), engine.spec_defaults)
     views = engine._normalise(raw_views).contiguous()  # exactly what predict feeds the network
     reference = engine.logits(views)
